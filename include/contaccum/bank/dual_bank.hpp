@@ -1,0 +1,111 @@
+#pragma once
+/// \file
+/// \brief ContAccum's dual memory bank: rings of past query, positive and hard-negative
+///        embeddings, enqueued together after every micro-batch.
+///
+/// Capacity is in vectors: N_memory for the query and positive banks, N_memory x m for
+/// the hard-negative bank (the reference keeps the same number of micro-batches in every
+/// bank). Switches reproduce the paper's ablations.
+
+#include <contaccum/bank/ring_buffer.hpp>
+#include <contaccum/detail/error.hpp>
+
+#include <torch/torch.h>
+
+namespace contaccum {
+
+/// \brief Runtime settings of a DualBank.
+struct BankConfig {
+  int64_t capacity = 0;               ///< N_memory: vectors in the query and positive banks
+  bool query_bank = true;             ///< false = the paper's "w/o M_q" ablation
+  bool hard_negative_bank = true;     ///< bank hard negatives too (reference: cache_hard_neg)
+  bool persist_across_steps = true;   ///< false = "w/o past encoder": clear after every optimizer step
+};
+
+class DualBank {
+public:
+  using config_type = BankConfig;
+
+  explicit DualBank(BankConfig config = {})
+      : config_(config),
+        queries_(config.query_bank ? config.capacity : 0, "query bank"),
+        positives_(config.capacity, "positive bank"),
+        hard_negatives_(0, "hard-negative bank") {}
+
+  [[nodiscard]] const BankConfig& config() const { return config_; }
+
+  /// \brief Enqueues one micro-batch: q (n, H), p (n, H), h (n*m, H); detached copies.
+  void enqueue(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& h) {
+    detail::require(q.size(0) == p.size(0), "DualBank: ", q.size(0), " queries but ", p.size(0), " positives");
+    const auto n = q.size(0);
+    const auto hn = h.defined() ? h.size(0) : 0;
+    detail::require(n > 0 && hn % n == 0, "DualBank: ", hn, " hard negatives for ", n, " queries");
+    const auto m = hn / n;
+    if (m_ < 0) {
+      m_ = m;
+      if (config_.hard_negative_bank && m > 0) hard_negatives_ = RingBuffer(config_.capacity * m, "hard-negative bank");
+    }
+    detail::require(m == m_, "DualBank: ", m, " hard negatives per query, but the bank was filled with ", m_,
+                    " per query (the count must stay fixed during a run)");
+    if (in_step_ && hard_negatives_.capacity() > 0 && !hn_began_) {
+      hard_negatives_.begin();
+      hn_began_ = true;
+    }
+    queries_.push(q);
+    positives_.push(p);
+    if (m > 0) hard_negatives_.push(h);
+  }
+
+  /// \brief Live rows, storage order; queries()[i] and positives()[i] come from one pair.
+  [[nodiscard]] torch::Tensor queries() const { return queries_.entries(); }
+  [[nodiscard]] torch::Tensor positives() const { return positives_.entries(); }
+  [[nodiscard]] torch::Tensor hard_negatives() const { return hard_negatives_.entries(); }
+  [[nodiscard]] const RingBuffer& query_ring() const { return queries_; }
+  [[nodiscard]] const RingBuffer& positive_ring() const { return positives_; }
+  [[nodiscard]] const RingBuffer& hard_negative_ring() const { return hard_negatives_; }
+
+  /// \brief Bytes of preallocated storage.
+  [[nodiscard]] int64_t bytes() const {
+    int64_t total = 0;
+    for (const auto* r : {&queries_, &positives_, &hard_negatives_})
+      if (r->storage().defined()) total += r->storage().numel() * r->storage().element_size();
+    return total;
+  }
+
+  void clear() {
+    queries_.clear();
+    positives_.clear();
+    hard_negatives_.clear();
+  }
+
+  /// \brief Optimizer-step transaction: pushes after begin_step() are undone by
+  ///        rollback_step() (a step that failed) and kept by commit_step().
+  void begin_step() {
+    queries_.begin();
+    positives_.begin();
+    if (hard_negatives_.capacity() > 0) hard_negatives_.begin();
+    hn_began_ = hard_negatives_.capacity() > 0;
+    in_step_ = true;
+  }
+  void commit_step() {
+    queries_.commit();
+    positives_.commit();
+    hard_negatives_.commit();
+    in_step_ = false;
+    if (!config_.persist_across_steps) clear();
+  }
+  void rollback_step() {
+    queries_.rollback();
+    positives_.rollback();
+    hard_negatives_.rollback();
+    in_step_ = false;
+  }
+
+private:
+  BankConfig config_;
+  RingBuffer queries_, positives_, hard_negatives_;
+  int64_t m_ = -1;  // hard negatives per query, fixed by the first enqueue
+  bool in_step_ = false, hn_began_ = false;
+};
+
+}  // namespace contaccum

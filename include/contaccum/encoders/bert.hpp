@@ -1,0 +1,208 @@
+#pragma once
+/// \file
+/// \brief A BERT encoder (post-LN Transformer, erf GELU) whose `named_parameters()` are
+///        Hugging Face's names (embeddings.word_embeddings.weight, encoder.layer.0.
+///        attention.self.query.weight, ...). Random-initialised as BERT is (normal 0.02);
+///        small configs make it the library's built-in test encoder.
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <string>
+
+namespace contaccum {
+
+/// \brief Shape and regularisation of a BERT encoder; field names follow config.json.
+struct BertConfig {
+  int64_t vocab_size = 30522;
+  int64_t hidden_size = 768;
+  int64_t num_hidden_layers = 12;
+  int64_t num_attention_heads = 12;
+  int64_t intermediate_size = 3072;
+  int64_t max_position_embeddings = 512;
+  int64_t type_vocab_size = 2;
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+};
+
+namespace detail {
+
+struct BertEmbeddingsImpl : torch::nn::Module {
+  explicit BertEmbeddingsImpl(const BertConfig& c)
+      : word_embeddings(register_module("word_embeddings", torch::nn::Embedding(c.vocab_size, c.hidden_size))),
+        position_embeddings(register_module("position_embeddings",
+                                            torch::nn::Embedding(c.max_position_embeddings, c.hidden_size))),
+        token_type_embeddings(register_module("token_type_embeddings",
+                                              torch::nn::Embedding(c.type_vocab_size, c.hidden_size))),
+        LayerNorm(register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size})
+                                                                        .eps(c.layer_norm_eps)))),
+        dropout(register_module("dropout", torch::nn::Dropout(c.hidden_dropout_prob))) {}
+
+  // ids, types: (B, T) -> (B, T, H)
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& types) {
+    const auto t = ids.size(1);
+    TORCH_CHECK(t <= position_embeddings->weight.size(0), "contaccum: sequence length ", t,
+                " exceeds max_position_embeddings ", position_embeddings->weight.size(0));
+    auto pos = torch::arange(t, ids.options());  // (T)
+    auto x = word_embeddings(ids) + position_embeddings(pos).unsqueeze(0) + token_type_embeddings(types);
+    return dropout(LayerNorm(x));
+  }
+
+  torch::nn::Embedding word_embeddings, position_embeddings, token_type_embeddings;
+  torch::nn::LayerNorm LayerNorm;  // NOLINT: Hugging Face's name
+  torch::nn::Dropout dropout;
+};
+TORCH_MODULE(BertEmbeddings);
+
+struct BertSelfAttentionImpl : torch::nn::Module {
+  explicit BertSelfAttentionImpl(const BertConfig& c)
+      : heads(c.num_attention_heads),
+        head_size(c.hidden_size / c.num_attention_heads),
+        p_drop(c.attention_probs_dropout_prob),
+        query(register_module("query", torch::nn::Linear(c.hidden_size, c.hidden_size))),
+        key(register_module("key", torch::nn::Linear(c.hidden_size, c.hidden_size))),
+        value(register_module("value", torch::nn::Linear(c.hidden_size, c.hidden_size))) {
+    TORCH_CHECK(c.hidden_size % c.num_attention_heads == 0, "contaccum: BertConfig.hidden_size ", c.hidden_size,
+                " is not a multiple of num_attention_heads ", c.num_attention_heads);
+  }
+
+  // x: (B, T, H); keep: (B, 1, 1, T) bool, true = real key -> (B, T, H)
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep) {
+    const auto b = x.size(0), t = x.size(1);
+    auto split = [&](const torch::Tensor& y) { return y.view({b, t, heads, head_size}).transpose(1, 2); };
+    auto q = split(query(x)), k = split(key(x)), v = split(value(x));  // (B, nh, T, hd)
+    torch::Tensor ctx;
+    if (is_training() && p_drop > 0) {
+      // Written out so dropout draws from the default generator in one fixed way
+      // (GradCache's replay relies on it).
+      auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_size));
+      scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+      ctx = torch::matmul(torch::dropout(torch::softmax(scores, -1), p_drop, true), v);
+    } else {
+      ctx = at::scaled_dot_product_attention(q, k, v, keep);
+    }
+    return ctx.transpose(1, 2).reshape({b, t, heads * head_size});
+  }
+
+  int64_t heads, head_size;
+  double p_drop;
+  torch::nn::Linear query, key, value;
+};
+TORCH_MODULE(BertSelfAttention);
+
+// Linear -> dropout -> LayerNorm(residual + .): BERT's "output" blocks.
+struct BertResidualOutputImpl : torch::nn::Module {
+  BertResidualOutputImpl(int64_t in, const BertConfig& c)
+      : dense(register_module("dense", torch::nn::Linear(in, c.hidden_size))),
+        LayerNorm(register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size})
+                                                                        .eps(c.layer_norm_eps)))),
+        dropout(register_module("dropout", torch::nn::Dropout(c.hidden_dropout_prob))) {}
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual) {
+    return LayerNorm(dropout(dense(x)) + residual);
+  }
+  torch::nn::Linear dense;
+  torch::nn::LayerNorm LayerNorm;  // NOLINT
+  torch::nn::Dropout dropout;
+};
+TORCH_MODULE(BertResidualOutput);
+
+struct BertAttentionImpl : torch::nn::Module {
+  explicit BertAttentionImpl(const BertConfig& c)
+      : self(register_module("self", BertSelfAttention(c))),
+        output(register_module("output", BertResidualOutput(c.hidden_size, c))) {}
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep) { return output(self(x, keep), x); }
+  BertSelfAttention self;
+  BertResidualOutput output;
+};
+TORCH_MODULE(BertAttention);
+
+struct BertIntermediateImpl : torch::nn::Module {
+  explicit BertIntermediateImpl(const BertConfig& c)
+      : dense(register_module("dense", torch::nn::Linear(c.hidden_size, c.intermediate_size))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return torch::gelu(dense(x)); }  // erf GELU
+  torch::nn::Linear dense;
+};
+TORCH_MODULE(BertIntermediate);
+
+struct BertLayerImpl : torch::nn::Module {
+  explicit BertLayerImpl(const BertConfig& c)
+      : attention(register_module("attention", BertAttention(c))),
+        intermediate(register_module("intermediate", BertIntermediate(c))),
+        output(register_module("output", BertResidualOutput(c.intermediate_size, c))) {}
+  // (B, T, H) -> (B, T, H)
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep) {
+    auto a = attention(x, keep);
+    return output(intermediate(a), a);
+  }
+  BertAttention attention;
+  BertIntermediate intermediate;
+  BertResidualOutput output;
+};
+TORCH_MODULE(BertLayer);
+
+struct BertStackImpl : torch::nn::Module {
+  explicit BertStackImpl(const BertConfig& c) : layer(register_module("layer", torch::nn::ModuleList())) {
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) layer->push_back(BertLayer(c));
+  }
+  torch::nn::ModuleList layer;
+};
+TORCH_MODULE(BertStack);
+
+}  // namespace detail
+
+/// \brief BERT encoder: (ids, mask[, token types]) -> last hidden states.
+///
+/// \code
+/// contaccum::Bert enc(contaccum::BertConfig{.vocab_size = 1000, .hidden_size = 64,
+///                                           .num_hidden_layers = 2, .num_attention_heads = 4,
+///                                           .intermediate_size = 128});
+/// auto h = enc(ids, mask);  // (B, T, 64)
+/// \endcode
+class BertImpl : public torch::nn::Module {
+public:
+  using Config = BertConfig;
+
+  explicit BertImpl(const BertConfig& c)
+      : config_(c),
+        embeddings(register_module("embeddings", detail::BertEmbeddings(c))),
+        encoder(register_module("encoder", detail::BertStack(c))) {
+    reset_parameters();
+  }
+
+  /// \brief ids, mask (and optional token types): (B, T) -> hidden states (B, T, H).
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask,
+                        const torch::Tensor& token_type_ids = {}) {
+    auto types = token_type_ids.defined() ? token_type_ids : torch::zeros_like(ids);
+    auto keep = mask.to(torch::kBool).view({ids.size(0), 1, 1, ids.size(1)});  // (B, 1, 1, T)
+    auto x = embeddings(ids, types);
+    for (const auto& layer : *encoder->layer) x = layer->as<detail::BertLayer>()->forward(x, keep);
+    return x;
+  }
+
+  [[nodiscard]] int64_t hidden_size() const { return config_.hidden_size; }
+  [[nodiscard]] const BertConfig& config() const { return config_; }
+
+  /// \brief BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm 1/0.
+  void reset_parameters() {
+    torch::NoGradGuard no_grad;
+    for (auto& p : named_parameters()) {
+      const auto& name = p.key();
+      auto& t = p.value();
+      if (name.find("LayerNorm.weight") != std::string::npos) t.fill_(1.0);
+      else if (name.ends_with("bias")) t.zero_();
+      else t.normal_(0.0, config_.initializer_range);
+    }
+  }
+
+private:
+  BertConfig config_;
+
+public:
+  detail::BertEmbeddings embeddings;
+  detail::BertStack encoder;
+};
+TORCH_MODULE(Bert);
+
+}  // namespace contaccum

@@ -1,0 +1,78 @@
+#pragma once
+/// \file
+/// \brief AdamW with BERT-style parameter groups (no weight decay on biases and norm
+///        weights), the learning-rate schedules of Hugging Face (linear warmup, then
+///        constant, linear or cosine decay to 0), and per-group gradient norms.
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <numbers>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace contaccum {
+
+enum class Decay { constant, linear, cosine };
+
+/// \brief Learning-rate multiplier used for optimizer step `step` (0-based), as in
+///        transformers' get_{constant,linear,cosine}_schedule_with_warmup.
+[[nodiscard]] inline double lr_factor(int64_t step, int64_t warmup_steps, int64_t total_steps, Decay decay) {
+  if (step < warmup_steps) return static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps));
+  if (decay == Decay::constant || total_steps <= 0) return 1.0;
+  const double progress = static_cast<double>(step - warmup_steps) /
+                          static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
+  if (decay == Decay::linear) return std::max(0.0, 1.0 - progress);
+  return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * progress)));
+}
+
+/// \brief True for parameters BERT-style training exempts from weight decay.
+[[nodiscard]] inline bool exempt_from_weight_decay(const std::string& name) {
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  return name.ends_with("bias") || has("LayerNorm") || has("layer_norm") || has("layernorm") || has("norm.weight");
+}
+
+struct AdamWConfig {
+  double learning_rate = 2e-5;
+  double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+/// \brief AdamW over the trainable (requires_grad) parameters, in two groups: decayed,
+///        and exempt (biases, norms).
+[[nodiscard]] inline std::unique_ptr<torch::optim::AdamW> make_adamw(
+    const torch::OrderedDict<std::string, torch::Tensor>& named, const AdamWConfig& c) {
+  std::vector<torch::Tensor> decay, exempt;
+  for (const auto& p : named) {
+    if (!p.value().requires_grad()) continue;
+    (exempt_from_weight_decay(p.key()) ? exempt : decay).push_back(p.value());
+  }
+  auto opts = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(c.learning_rate)
+                                                            .betas({c.beta1, c.beta2})
+                                                            .eps(c.eps)
+                                                            .weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, opts(c.weight_decay));
+  groups.emplace_back(exempt, opts(0.0));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(c.learning_rate));
+}
+
+/// \brief Sets every group's learning rate.
+inline void set_learning_rate(torch::optim::Optimizer& opt, double lr) {
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+}
+
+/// \brief L2 norm of the gradients of `params` (parameters without a gradient count 0).
+[[nodiscard]] inline double grad_norm(const std::vector<torch::Tensor>& params) {
+  double sq = 0;
+  for (const auto& p : params)
+    if (p.grad().defined()) sq += p.grad().detach().to(torch::kDouble).pow(2).sum().item<double>();
+  return std::sqrt(sq);
+}
+
+}  // namespace contaccum

@@ -1,0 +1,31 @@
+#pragma once
+/// \file
+/// \brief What each optimizer step reports.
+
+#include <cstdint>
+#include <ostream>
+
+namespace contaccum {
+
+struct StepStats {
+  int64_t step = 0;                ///< 0-based optimizer step just applied
+  int64_t pairs = 0;               ///< N_total pairs consumed
+  int64_t micro_batches = 0;       ///< K
+  double loss = 0;                 ///< mean training loss of the step
+  double negatives_per_query = 0;  ///< negatives each query was scored against (mean over micro-batches)
+  double grad_norm = 0;            ///< global gradient norm before clipping
+  double grad_norm_query = 0;      ///< query tower's gradient norm
+  double grad_norm_passage = 0;    ///< passage tower's gradient norm
+  double grad_norm_ratio = 0;      ///< GradNormRatio = passage / query (the ContAccum paper's stability metric)
+  double learning_rate = 0;        ///< learning rate used for this update
+  double seconds = 0;              ///< wall time of the step
+  int64_t peak_memory_bytes = 0;   ///< peak tensor memory during the step (device of the model)
+};
+
+inline std::ostream& operator<<(std::ostream& os, const StepStats& s) {
+  return os << "step " << s.step << " loss " << s.loss << " negatives/query " << s.negatives_per_query
+            << " grad_norm " << s.grad_norm << " GradNormRatio " << s.grad_norm_ratio << " lr " << s.learning_rate
+            << " time " << s.seconds << "s peak " << (s.peak_memory_bytes >> 20) << " MiB";
+}
+
+}  // namespace contaccum

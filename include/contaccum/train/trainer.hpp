@@ -1,0 +1,166 @@
+#pragma once
+/// \file
+/// \brief Trainer: a trainer *type* assembled from policies.
+///
+/// \code
+/// using Model = contaccum::DualEncoder<contaccum::Bert, contaccum::ClsPooling>;
+/// using Trainer = contaccum::Trainer<Model, contaccum::ContAccum<contaccum::DualBank>>;
+/// Trainer trainer(Model(bert_config), {.micro_batch_size = 8, .learning_rate = 2e-5},
+///                 contaccum::ContAccum<>({.capacity = 1024}));
+/// contaccum::StepStats s = trainer.step(batch);  // one optimizer update over batch.size() pairs
+/// \endcode
+///
+/// One step: accumulate gradients with the strategy (K micro-batches of N_local), check
+/// the loss and gradients are finite (else: no update, the strategy rolls back, an error
+/// names the step), measure each tower's gradient norm, clip, schedule the learning rate,
+/// update, and report StepStats.
+
+#include <contaccum/adapters/full_fine_tune.hpp>
+#include <contaccum/compute/memory.hpp>
+#include <contaccum/detail/banner.hpp>
+#include <contaccum/detail/error.hpp>
+#include <contaccum/encoders/concepts.hpp>
+#include <contaccum/loss/info_nce.hpp>
+#include <contaccum/strategy/concepts.hpp>
+#include <contaccum/train/optim.hpp>
+#include <contaccum/train/stats.hpp>
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+
+namespace contaccum {
+
+/// \brief Runtime knobs of a Trainer (the ContAccum paper's defaults where it has them).
+struct TrainerConfig {
+  int64_t micro_batch_size = 8;  ///< N_local: pairs per forward/backward
+  double learning_rate = 2e-5;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 0;  ///< for the decay; 0 = constant after warmup
+  Decay decay = Decay::linear;
+  double max_grad_norm = 2.0;  ///< clip the global gradient norm to this; 0 = no clipping
+};
+
+template <class Model, class S, class A = FullFineTune, class Loss = InfoNCE<DotProduct>>
+class Trainer {
+  static_assert(BiEncoder<Model>, CONTACCUM_BANNER
+                "Trainer's first parameter must satisfy BiEncoder (encode_queries, encode_passages, "
+                "query_parameters, passage_parameters), e.g. DualEncoder<Bert, ClsPooling>");
+  static_assert(Strategy<S>, CONTACCUM_BANNER
+                "Trainer's second parameter must satisfy Strategy: FullBatch, GradAccum, GradCache or ContAccum<Bank>");
+  static_assert(Adapter<A>, CONTACCUM_BANNER "Trainer's third parameter must satisfy Adapter, e.g. FullFineTune");
+  static_assert(ContrastiveLoss<Loss>, CONTACCUM_BANNER
+                "Trainer's fourth parameter must satisfy ContrastiveLoss, e.g. InfoNCE<Cosine>");
+  static_assert(StrategyFor<S, Model, Loss>, CONTACCUM_BANNER
+                "the strategy cannot train this model with this loss (StrategyFor not satisfied)");
+
+public:
+  using model_type = Model;
+  using strategy_type = S;
+  using loss_type = Loss;
+
+  explicit Trainer(Model model, TrainerConfig config = {}, S strategy = S{}, Loss loss = Loss{}, A adapter = A{})
+      : model_(std::move(model)), config_(config), strategy_(std::move(strategy)), loss_(std::move(loss)),
+        adapter_(std::move(adapter)) {
+    detail::require(config_.micro_batch_size > 0, "TrainerConfig.micro_batch_size must be positive, got ",
+                    config_.micro_batch_size);
+    detail::require(config_.learning_rate > 0, "TrainerConfig.learning_rate must be positive, got ",
+                    config_.learning_rate);
+    detail::require(config_.max_grad_norm >= 0, "TrainerConfig.max_grad_norm must be >= 0, got ",
+                    config_.max_grad_norm);
+    MemoryMeter::install();
+    adapter_.prepare(model_);
+    auto named = model_->named_parameters();
+    for (const auto& p : named)
+      if (p.value().requires_grad()) trainable_.push_back(p.value());
+    detail::require(!trainable_.empty(), "Trainer: the adapter left no trainable parameter");
+    auto keep_trainable = [](std::vector<torch::Tensor> v) {
+      std::erase_if(v, [](const torch::Tensor& t) { return !t.requires_grad(); });
+      return v;
+    };
+    query_params_ = keep_trainable(model_->query_parameters());
+    passage_params_ = keep_trainable(model_->passage_parameters());
+    optimizer_ = make_adamw(named, {config_.learning_rate, config_.weight_decay, config_.adam_beta1,
+                                    config_.adam_beta2, config_.adam_eps});
+    device_ = trainable_.front().device();
+  }
+
+  /// \brief One optimizer update over `batch` (N_total pairs, K = ceil(N_total / N_local)
+  ///        micro-batches). Throws non_finite_loss (nothing updated) on NaN/Inf.
+  StepStats step(const PairBatch& batch) {
+    batch.validate();
+    const auto m = batch.negatives_per_query();
+    if (negatives_per_query_ < 0) negatives_per_query_ = m;
+    detail::require(m == negatives_per_query_, "step ", step_, ": ", m,
+                    " hard negatives per query, but earlier steps had ", negatives_per_query_,
+                    " (the count must stay fixed during a run)");
+    const auto on_device = batch.to(device_);
+
+    MemoryMeter::reset_peak(device_);
+    const auto t0 = std::chrono::steady_clock::now();
+    model_->train(true);
+    optimizer_->zero_grad(true);
+
+    Accumulation acc;
+    StepStats stats{.step = step_, .pairs = batch.size()};
+    try {
+      acc = strategy_.accumulate(model_, loss_, on_device, StepContext{step_, config_.micro_batch_size});
+      stats.grad_norm_query = grad_norm(query_params_);
+      stats.grad_norm_passage = grad_norm(passage_params_);
+      stats.grad_norm = grad_norm(trainable_);
+      if (!std::isfinite(stats.grad_norm))
+        throw non_finite_loss(detail::cat("contaccum: step ", step_, ": gradient norm is ", stats.grad_norm,
+                                          " (loss ", acc.loss, "); no parameter was updated"),
+                              step_);
+    } catch (...) {
+      optimizer_->zero_grad(true);
+      strategy_.finish_step(false);
+      throw;
+    }
+    if (config_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable_, config_.max_grad_norm);
+    stats.learning_rate =
+        config_.learning_rate * lr_factor(step_, config_.warmup_steps, config_.total_steps, config_.decay);
+    set_learning_rate(*optimizer_, stats.learning_rate);
+    optimizer_->step();
+    strategy_.finish_step(true);
+
+    if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    stats.peak_memory_bytes = MemoryMeter::peak_bytes(device_);
+    stats.loss = acc.loss;
+    stats.negatives_per_query = acc.negatives_per_query;
+    stats.micro_batches = acc.micro_batches;
+    stats.grad_norm_ratio = stats.grad_norm_query > 0 ? stats.grad_norm_passage / stats.grad_norm_query : 0.0;
+    ++step_;
+    return stats;
+  }
+
+  Model& model() { return model_; }
+  S& strategy() { return strategy_; }
+  const Loss& loss() const { return loss_; }
+  const TrainerConfig& config() const { return config_; }
+  torch::optim::AdamW& optimizer() { return *optimizer_; }
+  [[nodiscard]] int64_t steps_done() const { return step_; }
+  [[nodiscard]] const std::vector<torch::Tensor>& trainable_parameters() const { return trainable_; }
+
+private:
+  Model model_;
+  TrainerConfig config_;
+  S strategy_;
+  Loss loss_;
+  A adapter_;
+  std::vector<torch::Tensor> trainable_, query_params_, passage_params_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  torch::Device device_{torch::kCPU};
+  int64_t step_ = 0;
+  int64_t negatives_per_query_ = -1;
+};
+
+}  // namespace contaccum
