@@ -14,14 +14,19 @@
 
 namespace contaccum {
 
+/// \brief Tag an adapter policy carries as `using category = adapter_tag;`.
+struct adapter_tag {};
+
 template <class A>
-concept Adapter = std::default_initializable<A> && requires { { A::name } -> std::convertible_to<std::string_view>; };
+concept Adapter = std::default_initializable<A> && std::same_as<typename A::category, adapter_tag> &&
+                  requires { { A::name } -> std::convertible_to<std::string_view>; };
 
 /// \brief An adapter usable with Model: prepare(model) marks the trainable parameters.
 template <class A, class Model>
 concept AdapterFor = Adapter<A> && requires(A& a, Model& m) { a.prepare(m); };
 
 struct FullFineTune {
+  using category = adapter_tag;
   static constexpr std::string_view name = "full";
   template <class Model>
   void prepare(Model& model) const {

@@ -1,0 +1,148 @@
+// Gradient equivalences between strategies, on the BERT encoder with dropout on.
+#include <catch2/catch.hpp>
+
+#include "support/helpers.hpp"
+
+using namespace contaccum;
+using Dual = DualEncoder<Bert, ClsPooling>;
+using Shared = DualEncoder<Bert, MeanPooling, SharedTower>;
+
+namespace {
+
+// Gradients of every parameter after one strategy.accumulate() from RNG seed `seed`.
+template <class Model, class S, class L>
+std::vector<torch::Tensor> gradients(Model& model, S strategy, const L& loss, const PairBatch& batch,
+                                     int64_t n_local, uint64_t seed, double* loss_out = nullptr) {
+  auto params = model->parameters();
+  test::zero_grads(params);
+  model->train();
+  torch::manual_seed(seed);
+  auto acc = strategy.accumulate(model, loss, batch, StepContext{0, n_local});
+  strategy.finish_step(true);
+  if (loss_out) *loss_out = acc.loss;
+  return test::grads_of(params);
+}
+
+}  // namespace
+
+TEST_CASE("GradCache gradients equal FullBatch's with dropout and hard negatives (float64)", "[strategy][gradcache]") {
+  torch::manual_seed(11);
+  Dual model(test::tiny_bert(0.1));
+  model->to(torch::kFloat64);
+  auto data = test::tiny_data(/*m=*/2);
+  const auto batch = data.next(12);
+  InfoNCE<> loss;
+
+  double l_full = 0, l_cache = 0;
+  auto full = gradients(model, FullBatch<>({.encode_chunk = 4}), loss, batch, 4, 7, &l_full);
+  auto cache = gradients(model, GradCache<>(), loss, batch, 4, 7, &l_cache);
+  CHECK(l_cache == Approx(l_full).epsilon(1e-12));
+  const double err = test::relative_error(cache, full);
+  INFO("relative gradient error " << err);
+  CHECK(err <= 1e-5);
+  CHECK(err <= 1e-10);  // float64: equal to rounding
+
+  // Control: dropout is really on. Other masks (one forward for the whole batch) give a
+  // different gradient, so the agreement above is not trivial.
+  auto other_masks = gradients(model, FullBatch<>(), loss, batch, 4, 7);
+  CHECK(test::relative_error(other_masks, full) > 1e-3);
+}
+
+TEST_CASE("GradCache equals FullBatch for a shared tower with symmetric cosine InfoNCE", "[strategy][gradcache]") {
+  torch::manual_seed(12);
+  Shared model(test::tiny_bert(0.1));
+  model->to(torch::kFloat64);
+  auto data = test::tiny_data(/*m=*/0);
+  const auto batch = data.next(10);  // 10 pairs, N_local 4: micro-batches of 4, 4, 2
+  InfoNCE<Cosine> loss{.similarity = {.temperature = 0.05}, .symmetric = true};
+  auto full = gradients(model, FullBatch<>({.encode_chunk = 4}), loss, batch, 4, 3);
+  auto cache = gradients(model, GradCache<>(), loss, batch, 4, 3);
+  CHECK(test::relative_error(cache, full) <= 1e-10);
+}
+
+TEST_CASE("GradCache equals FullBatch in float32 to float tolerance", "[strategy][gradcache]") {
+  torch::manual_seed(13);
+  Dual model(test::tiny_bert(0.1));
+  auto data = test::tiny_data(1);
+  const auto batch = data.next(16);
+  InfoNCE<> loss;
+  auto full = gradients(model, FullBatch<>({.encode_chunk = 4}), loss, batch, 4, 5);
+  auto cache = gradients(model, GradCache<>(), loss, batch, 4, 5);
+  CHECK(test::relative_error(cache, full) <= 1e-5);
+}
+
+TEST_CASE("Without dropout, FullBatch's gradient does not depend on how it is chunked", "[strategy]") {
+  torch::manual_seed(14);
+  Dual model(test::tiny_bert(0.0));
+  model->to(torch::kFloat64);
+  auto batch = test::tiny_data(1).next(9);
+  InfoNCE<> loss;
+  auto one = gradients(model, FullBatch<>(), loss, batch, 9, 1);
+  auto chunked = gradients(model, FullBatch<>({.encode_chunk = 2}), loss, batch, 9, 1);
+  auto cache = gradients(model, GradCache<>(), loss, batch, 3, 1);
+  CHECK(test::relative_error(chunked, one) <= 1e-10);
+  CHECK(test::relative_error(cache, one) <= 1e-10);
+}
+
+TEST_CASE("GradAccum equals the 1/K-weighted sum of per-micro-batch gradients", "[strategy][gradaccum]") {
+  torch::manual_seed(15);
+  Dual model(test::tiny_bert(0.1));
+  model->to(torch::kFloat64);
+  auto batch = test::tiny_data(1).next(12);
+  InfoNCE<> loss;
+  const int64_t n_local = 4, k = 3;
+  auto accum = gradients(model, GradAccum<>(), loss, batch, n_local, 21);
+
+  // Reference: each micro-batch alone as a full batch, same RNG stream, summed / K.
+  auto params = model->parameters();
+  std::vector<torch::Tensor> sum;
+  torch::manual_seed(21);
+  for (int64_t j = 0; j < k; ++j) {
+    test::zero_grads(params);
+    FullBatch<> fb;
+    fb.accumulate(model, loss, batch.slice(j * n_local, (j + 1) * n_local), StepContext{0, n_local});
+    auto g = test::grads_of(params);
+    if (sum.empty()) sum = g;
+    else for (size_t i = 0; i < g.size(); ++i) sum[i] += g[i];
+  }
+  for (auto& g : sum) g /= static_cast<double>(k);
+  CHECK(test::relative_error(accum, sum) <= 1e-10);
+  // and it is not the full-batch gradient (in-batch negatives differ)
+  auto full = gradients(model, FullBatch<>({.encode_chunk = n_local}), loss, batch, n_local, 21);
+  CHECK(test::relative_error(accum, full) > 1e-3);
+}
+
+TEST_CASE("ContAccum with a zero-capacity bank equals GradAccum", "[strategy][contaccum]") {
+  torch::manual_seed(16);
+  Dual model(test::tiny_bert(0.1));
+  model->to(torch::kFloat64);
+  auto data = test::tiny_data(1);
+  InfoNCE<> loss;
+  ContAccum<DualBank> cont({.capacity = 0});
+  for (int step = 0; step < 2; ++step) {
+    const auto batch = data.next(12);
+    double la = 0, lc = 0;
+    auto ga = gradients(model, GradAccum<>(), loss, batch, 4, 30 + step, &la);
+    auto params = model->parameters();
+    test::zero_grads(params);
+    torch::manual_seed(30 + step);
+    auto acc = cont.accumulate(model, loss, batch, StepContext{step, 4});
+    cont.finish_step(true);
+    lc = acc.loss;
+    CHECK(lc == Approx(la).epsilon(1e-12));
+    CHECK(acc.negatives_per_query == Approx(3 + 4));  // N_local - 1 in-batch + N_local * m hard
+    CHECK(test::relative_error(test::grads_of(params), ga) <= 1e-12);
+  }
+}
+
+TEST_CASE("ContAccum's bank adds negatives: later micro-batches see earlier ones", "[strategy][contaccum]") {
+  torch::manual_seed(17);
+  test::LookupBiEncoder model(100, 4);
+  ContAccum<DualBank> cont({.capacity = 8});
+  InfoNCE<> loss;
+  auto acc = cont.accumulate(model, loss, test::lookup_batch(0, 0, 12, 1), StepContext{0, 4});
+  cont.finish_step(true);
+  // micro-batch 1: 3 + 4 negatives; 2: + 4 banked p + 4 banked h; 3: + 8 + 8
+  CHECK(acc.negatives_per_query == Approx((7.0 + 15.0 + 23.0) / 3.0));
+  CHECK(cont.bank().positive_ring().size() == 8);
+}
