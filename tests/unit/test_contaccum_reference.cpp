@@ -99,6 +99,7 @@ TEST_CASE("ContAccum equals the reference algorithm over several steps", "[conta
       {"without_query_bank", {.capacity = 8, .query_bank = false}, 1},
       {"without_past_encoder", {.capacity = 8, .persist_across_steps = false}, 1},
       {"no_hard_negative_bank", {.capacity = 8, .hard_negative_bank = false}, 1},
+      {"streamed_bank_scores", {.capacity = 8, .cache_scores = false}, 1},
   };
   for (const auto& c : cases) {
     SECTION(c.name) { check_against_reference(c); }

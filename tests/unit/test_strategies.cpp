@@ -146,3 +146,80 @@ TEST_CASE("ContAccum's bank adds negatives: later micro-batches see earlier ones
   CHECK(acc.negatives_per_query == Approx((7.0 + 15.0 + 23.0) / 3.0));
   CHECK(cont.bank().positive_ring().size() == 8);
 }
+
+namespace {
+// Runs ContAccum with and without the bank's score cache over `steps` steps of N_total
+// pairs and checks losses and embedding gradients agree at every step.
+template <class L>
+void check_cache_matches_streaming(const BankConfig& bank, const L& loss, int64_t n_total, int64_t n_local,
+                                   int64_t m, int steps, bool expect_cache) {
+  torch::manual_seed(50);
+  test::LookupBiEncoder model(4000, 5);
+  BankConfig off = bank;
+  off.cache_scores = false;
+  ContAccum<DualBank> cached(bank), streamed(off);
+  auto params = model->parameters();
+  for (int s = 0; s < steps; ++s) {
+    const auto batch = test::lookup_batch(s * n_total, s * n_total * (1 + m), n_total, m);
+    test::zero_grads(params);
+    auto a = cached.accumulate(model, loss, batch, StepContext{s, n_local});
+    cached.finish_step(true);
+    auto ga = test::grads_of(params);
+    test::zero_grads(params);
+    auto b = streamed.accumulate(model, loss, batch, StepContext{s, n_local});
+    streamed.finish_step(true);
+    auto gb = test::grads_of(params);
+    INFO("step " << s);
+    CHECK(a.loss == Approx(b.loss).epsilon(1e-12));
+    CHECK(test::relative_error(ga, gb) <= 1e-10);
+  }
+  CHECK((cached.bank().score_cache_bytes() > 0) == expect_cache);
+  CHECK(streamed.bank().score_cache_bytes() == 0);
+}
+}  // namespace
+
+TEST_CASE("ContAccum's incremental bank score cache equals streaming the bank scores", "[contaccum][cache]") {
+  InfoNCE<> dot;
+  InfoNCE<Cosine> cosine_sym{.similarity = {.temperature = 0.1}, .symmetric = true};
+  SECTION("dual bank, hard negatives, wraps many times") {
+    check_cache_matches_streaming({.capacity = 12}, dot, 8, 4, 1, 8, true);
+  }
+  SECTION("two hard negatives, bank of 13 blocks (groups do not divide)") {
+    check_cache_matches_streaming({.capacity = 26}, dot, 8, 2, 2, 9, true);
+  }
+  SECTION("symmetric cosine") { check_cache_matches_streaming({.capacity = 16}, cosine_sym, 8, 4, 1, 6, true); }
+  SECTION("no hard-negative bank") {
+    check_cache_matches_streaming({.capacity = 8, .hard_negative_bank = false}, dot, 8, 4, 1, 5, true);
+  }
+  SECTION("without past encoder: cleared every step") {
+    // the tables are freed with the bank at every step end
+    check_cache_matches_streaming({.capacity = 8, .persist_across_steps = false}, dot, 12, 4, 1, 4, false);
+  }
+  SECTION("without query bank: no banked rows, nothing to cache") {
+    check_cache_matches_streaming({.capacity = 8, .query_bank = false}, dot, 8, 4, 1, 4, false);
+  }
+  SECTION("micro-batches that do not tile the bank: falls back to streaming") {
+    check_cache_matches_streaming({.capacity = 8}, dot, 10, 4, 1, 4, false);
+  }
+}
+
+TEST_CASE("The score cache stays exact after a failed step is rolled back", "[contaccum][cache]") {
+  torch::manual_seed(51);
+  test::LookupBiEncoder model(400, 4);
+  ContAccum<DualBank> cached({.capacity = 8}), streamed({.capacity = 8, .cache_scores = false});
+  InfoNCE<> loss;
+  auto params = model->parameters();
+  auto run = [&](ContAccum<DualBank>& s, int64_t step, bool apply) {
+    test::zero_grads(params);
+    auto acc = s.accumulate(model, loss, test::lookup_batch(step * 8, step * 16, 8, 1), StepContext{step, 4});
+    s.finish_step(apply);
+    return std::make_pair(acc.loss, test::grads_of(params));
+  };
+  for (int64_t step = 0; step < 6; ++step) {
+    const bool apply = step != 2 && step != 3;  // two failed steps in a row
+    auto [la, ga] = run(cached, step, apply);
+    auto [lb, gb] = run(streamed, step, apply);
+    CHECK(la == Approx(lb).epsilon(1e-12));
+    CHECK(test::relative_error(ga, gb) <= 1e-10);
+  }
+}

@@ -125,7 +125,7 @@ TEST_CASE("The CPU memory meter counts tensor allocations", "[memory]") {
 }
 
 TEST_CASE("Configs print and compare field by field", "[config]") {
-  CHECK(describe(BankConfig{.capacity = 64, .query_bank = false}) == "{64, 0, 1, 1}");
+  CHECK(describe(BankConfig{.capacity = 64, .query_bank = false}) == "{64, 0, 1, 1, 1}");
   CHECK(same_config(TrainerConfig{}, TrainerConfig{}));
   CHECK(!same_config(TrainerConfig{}, TrainerConfig{.micro_batch_size = 2}));
 }

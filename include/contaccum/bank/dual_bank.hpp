@@ -8,6 +8,7 @@
 /// bank). Switches reproduce the paper's ablations.
 
 #include <contaccum/bank/ring_buffer.hpp>
+#include <contaccum/bank/score_cache.hpp>
 #include <contaccum/detail/error.hpp>
 
 #include <torch/torch.h>
@@ -20,6 +21,8 @@ struct BankConfig {
   bool query_bank = true;             ///< false = the paper's "w/o M_q" ablation
   bool hard_negative_bank = true;     ///< bank hard negatives too (reference: cache_hard_neg)
   bool persist_across_steps = true;   ///< false = "w/o past encoder": clear after every optimizer step
+  bool cache_scores = true;           ///< keep banked-row log-sum-exps up to date incrementally
+                                      ///< (exact; costs capacity^2 / N_local scores of memory)
 };
 
 class DualBank {
@@ -54,7 +57,36 @@ public:
     queries_.push(q);
     positives_.push(p);
     if (m > 0) hard_negatives_.push(h);
+    if (scoring()) {
+      if (queries_.capacity() > 0) query_scores_.update(queries_, passage_rings(), embed_, scale_);
+      if (symmetric_ && queries_.capacity() > 0) positive_scores_.update(positives_, {&queries_}, embed_, scale_);
+    }
   }
+
+  /// \brief Tells the bank how the loss scores pairs, so it can keep the banked rows'
+  ///        log-sum-exps (BankConfig::cache_scores). `embed` is the similarity's row map.
+  void set_similarity(BankScoreCache::embed_fn embed, double scale, bool symmetric) {
+    if (!config_.cache_scores) return;
+    if (!embed_ || scale != scale_ || symmetric != symmetric_) {
+      query_scores_.reset();
+      positive_scores_.reset();
+    }
+    embed_ = std::move(embed);
+    scale_ = scale;
+    symmetric_ = symmetric;
+  }
+  /// \brief Per banked query: log-sum-exp of its scores over every banked passage
+  ///        (positives and hard negatives), (queries().size(0)); undefined if not cached.
+  [[nodiscard]] torch::Tensor query_row_lse() {
+    return scoring() ? query_scores_.row_lse(queries_, passage_rings(), embed_, scale_) : torch::Tensor{};
+  }
+  /// \brief Per banked positive: log-sum-exp over every banked query (symmetric loss).
+  [[nodiscard]] torch::Tensor positive_row_lse() {
+    return scoring() && symmetric_ ? positive_scores_.row_lse(positives_, {&queries_}, embed_, scale_)
+                                   : torch::Tensor{};
+  }
+  /// \brief Bytes of the score cache's tables.
+  [[nodiscard]] int64_t score_cache_bytes() const { return query_scores_.bytes() + positive_scores_.bytes(); }
 
   /// \brief Live rows, storage order; queries()[i] and positives()[i] come from one pair.
   [[nodiscard]] torch::Tensor queries() const { return queries_.entries(); }
@@ -76,6 +108,8 @@ public:
     queries_.clear();
     positives_.clear();
     hard_negatives_.clear();
+    query_scores_.reset();
+    positive_scores_.reset();
   }
 
   /// \brief Optimizer-step transaction: pushes after begin_step() are undone by
@@ -98,14 +132,27 @@ public:
     queries_.rollback();
     positives_.rollback();
     hard_negatives_.rollback();
+    query_scores_.mark_stale();
+    positive_scores_.mark_stale();
     in_step_ = false;
   }
 
 private:
+  [[nodiscard]] bool scoring() const { return config_.cache_scores && static_cast<bool>(embed_); }
+  [[nodiscard]] std::vector<const RingBuffer*> passage_rings() const {
+    std::vector<const RingBuffer*> r{&positives_};
+    if (hard_negatives_.capacity() > 0) r.push_back(&hard_negatives_);
+    return r;
+  }
+
   BankConfig config_;
   RingBuffer queries_, positives_, hard_negatives_;
   int64_t m_ = -1;  // hard negatives per query, fixed by the first enqueue
   bool in_step_ = false, hn_began_ = false;
+  BankScoreCache query_scores_, positive_scores_;
+  BankScoreCache::embed_fn embed_;
+  double scale_ = 1.0;
+  bool symmetric_ = false;
 };
 
 }  // namespace contaccum

@@ -56,6 +56,8 @@ public:
     torch::NoGradGuard no_grad;
     auto rows = x.detach();
     if (rows.size(0) > capacity_) rows = rows.slice(0, rows.size(0) - capacity_);
+    last_push_begin_ = head_;
+    last_push_rows_ = x.size(0);
     int64_t done = 0;
     while (done < rows.size(0)) {  // at most two contiguous writes
       const auto len = std::min(rows.size(0) - done, capacity_ - head_);
@@ -67,6 +69,10 @@ public:
       size_ = std::min(capacity_, size_ + len);
     }
   }
+
+  /// \brief Slot where the last push started, and how many rows it was given.
+  [[nodiscard]] int64_t last_push_begin() const { return last_push_begin_; }
+  [[nodiscard]] int64_t last_push_rows() const { return last_push_rows_; }
 
   void clear() {
     head_ = 0;
@@ -103,6 +109,7 @@ private:
   torch::Tensor buf_;
   int64_t head_ = 0;  // next slot to write
   int64_t size_ = 0;
+  int64_t last_push_begin_ = 0, last_push_rows_ = 0;
   bool in_transaction_ = false;
   int64_t saved_head_ = 0, saved_size_ = 0;
   std::vector<std::pair<int64_t, torch::Tensor>> undo_;

@@ -33,6 +33,11 @@ struct LossInputs {
   torch::Tensor bank_queries;         // (b, H)   banked queries (may be empty)
   torch::Tensor bank_positives;       // (b', H)  banked positives, b' >= b, first b match bank_queries
   torch::Tensor bank_hard_negatives;  // (c, H)   banked hard negatives (may be empty)
+  // Optional, from the bank's score cache: per banked query, log-sum-exp of its scores
+  // over all banked passages (b); per banked positive, over all banked queries (b).
+  // When absent they are computed here by streaming.
+  torch::Tensor bank_query_lse;
+  torch::Tensor bank_positive_lse;
 };
 
 namespace detail {
@@ -59,7 +64,7 @@ inline torch::Tensor streamed_lse(const torch::Tensor& a, const torch::Tensor& b
 inline std::pair<torch::Tensor, int64_t> directional_sum(const torch::Tensor& rows_cur, const torch::Tensor& rows_bank,
                                                          const torch::Tensor& pos_cur, const torch::Tensor& pos_bank,
                                                          const torch::Tensor& neg_cur, const torch::Tensor& neg_bank,
-                                                         double scale) {
+                                                         double scale, const torch::Tensor& cached_lse = {}) {
   const auto n = rows_cur.size(0);
   std::vector<torch::Tensor> cols{pos_cur};
   for (const auto* t : {&pos_bank, &neg_cur, &neg_bank})
@@ -74,9 +79,10 @@ inline std::pair<torch::Tensor, int64_t> directional_sum(const torch::Tensor& ro
 
   // Banked rows: constant part (bank columns) streamed without grad, current part with grad.
   const auto b = rows_bank.size(0);
-  auto lse_p = streamed_lse(rows_bank, pos_bank, scale);  // (b)
-  auto lse_n = streamed_lse(rows_bank, neg_bank, scale);  // (b)
-  auto const_lse = torch::logaddexp(lse_p, lse_n);        // (b)
+  auto const_lse = cached_lse.defined()
+                       ? cached_lse
+                       : torch::logaddexp(streamed_lse(rows_bank, pos_bank, scale),
+                                          streamed_lse(rows_bank, neg_bank, scale));  // (b)
   auto cur_cols = present(neg_cur) ? torch::cat({pos_cur, neg_cur}) : pos_cur;  // (n + n*m, H)
   auto var = torch::matmul(rows_bank, cur_cols.t()) * scale;                     // (b, n + n*m)
   auto lse = torch::logsumexp(torch::cat({const_lse.unsqueeze(1), var}, 1), 1);  // (b)
@@ -124,12 +130,15 @@ struct InfoNCE {
     const double s = similarity.scale();
     auto q = e(in.queries), p = e(in.positives), h = e(in.hard_negatives);
     auto bq = e(in.bank_queries), bp = e(in.bank_positives), bh = e(in.bank_hard_negatives);
-    auto [sum, rows] = detail::directional_sum(q, bq, p, bp, h, bh, s);
+    detail::require(!in.bank_query_lse.defined() || in.bank_query_lse.size(0) == b,
+                    "InfoNCE: bank_query_lse must have one entry per banked query");
+    auto [sum, rows] = detail::directional_sum(q, bq, p, bp, h, bh, s, in.bank_query_lse);
     auto loss = sum / static_cast<double>(rows);
     if (!symmetric) return loss;
     // passage -> query over positive rows; banked positives only where a banked query matches.
     auto bp_rows = b > 0 ? bp.slice(0, 0, b) : torch::Tensor{};
-    auto [sum_t, rows_t] = detail::directional_sum(p, bp_rows, q, bq, torch::Tensor{}, torch::Tensor{}, s);
+    auto bp_lse = in.bank_positive_lse.defined() && b > 0 ? in.bank_positive_lse.slice(0, 0, b) : torch::Tensor{};
+    auto [sum_t, rows_t] = detail::directional_sum(p, bp_rows, q, bq, torch::Tensor{}, torch::Tensor{}, s, bp_lse);
     return 0.5 * (loss + sum_t / static_cast<double>(rows_t));
   }
 };

@@ -36,6 +36,10 @@ public:
     const auto k = (batch.size() + n_local - 1) / n_local;
     Accumulation out{.micro_batches = k};
     bank_.begin_step();
+    if constexpr (requires { loss.similarity; bank_.set_similarity({}, 1.0, false); }) {
+      bank_.set_similarity([sim = loss.similarity](const torch::Tensor& x) { return sim.embed(x); },
+                           loss.similarity.scale(), loss.symmetric);
+    }
     int64_t j = 0;
     for (const PairBatch& mb : micro_batches(batch, n_local)) {
       auto q = model->encode_queries(mb.queries);  // (n, H)
@@ -45,6 +49,10 @@ public:
       LossInputs in{.queries = q, .positives = d.positives, .hard_negatives = d.hard_negatives,
                     .bank_queries = bank_.queries(), .bank_positives = bank_.positives(),
                     .bank_hard_negatives = bank_.hard_negatives()};
+      if constexpr (requires { bank_.query_row_lse(); }) {
+        in.bank_query_lse = bank_.query_row_lse();
+        in.bank_positive_lse = bank_.positive_row_lse();
+      }
       out.negatives_per_query += static_cast<double>(mb.size() - 1 + rows(in.bank_positives) +
                                                      d.hard_negatives.size(0) + rows(in.bank_hard_negatives)) /
                                  static_cast<double>(k);

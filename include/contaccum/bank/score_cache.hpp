@@ -1,0 +1,175 @@
+#pragma once
+/// \file
+/// \brief Exact, incremental log-sum-exp of bank-row x bank-column scores.
+///
+/// ContAccum's banked query rows need, for every micro-batch, each row's log-sum-exp
+/// over all banked columns: an (R x C) score matrix, i.e. O(R C H) work, which at
+/// N_memory = 8192 costs more than the encoder. The rings change by one micro-batch
+/// block per enqueue, so this cache keeps
+///   T[i, b] = log sum_{j in column block b} exp(scale * <e(row_i), e(col_j)>)
+/// for every row slot i and block b, and G = the same over groups of ~sqrt(B) blocks.
+/// An enqueue into block beta recomputes T's rows of beta and column beta (O(n C H)),
+/// and G's affected entries; a row's total is a log-sum-exp over G's row. Every stored
+/// value is an exact log-sum-exp of exactly computed scores, so the loss equals the
+/// dense computation to rounding.
+///
+/// Needs block-aligned pushes (capacity a multiple of N_local, every micro-batch of
+/// N_local pairs); otherwise it reports itself invalid and the loss streams instead.
+
+#include <contaccum/bank/ring_buffer.hpp>
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <vector>
+
+namespace contaccum {
+
+class BankScoreCache {
+public:
+  using embed_fn = std::function<torch::Tensor(const torch::Tensor&)>;
+
+  /// \brief Forgets everything (the rings were cleared).
+  void reset() {
+    table_ = torch::Tensor();
+    groups_ = torch::Tensor();
+    n_ = 0;
+    valid_ = true;
+    stale_ = false;
+  }
+  /// \brief The rings were rolled back: rebuild on next use.
+  void mark_stale() { stale_ = true; }
+  [[nodiscard]] bool valid() const { return valid_; }
+  /// \brief Bytes held by the tables.
+  [[nodiscard]] int64_t bytes() const {
+    int64_t b = 0;
+    for (const auto* t : {&table_, &groups_})
+      if (t->defined()) b += t->numel() * t->element_size();
+    return b;
+  }
+
+  /// \brief Brings the cache up to date after one block was pushed into `rows` and into
+  ///        every ring of `cols`.
+  void update(const RingBuffer& rows, const std::vector<const RingBuffer*>& cols, const embed_fn& embed,
+              double scale) {
+    if (!valid_ || rows.size() == 0) return;
+    const auto n = rows.last_push_rows();
+    if (n <= 0 || rows.capacity() % n != 0 || rows.last_push_begin() % n != 0 || (n_ != 0 && n != n_))
+      return invalidate();
+    n_ = n;
+    for (const auto* c : cols)
+      if (c->capacity() % (rows.capacity() / n) != 0 ||
+          c->last_push_rows() != c->capacity() / (rows.capacity() / n) ||
+          c->last_push_begin() != rows.last_push_begin() / n * (c->capacity() / (rows.capacity() / n)))
+        return invalidate();
+    if (!ensure(rows, cols, embed, scale)) return;
+    if (just_built_) return;  // ensure() rebuilt every block, the new one included
+    torch::NoGradGuard no_grad;
+    auto [er, ec] = embedded(rows, cols, embed);
+    refresh_block(rows.last_push_begin() / n_, rows.size() / n_, er, ec, scale);
+  }
+
+  /// \brief Per live row of `rows`: log-sum-exp of its scores over every live column of
+  ///        `cols`, (rows.size()); undefined when the cache cannot serve (then stream).
+  [[nodiscard]] torch::Tensor row_lse(const RingBuffer& rows, const std::vector<const RingBuffer*>& cols,
+                                      const embed_fn& embed, double scale) {
+    if (!valid_ || rows.size() == 0 || !ensure(rows, cols, embed, scale)) return {};
+    torch::NoGradGuard no_grad;
+    return torch::logsumexp(groups_.slice(0, 0, rows.size()), 1);
+  }
+
+private:
+  static double inf() { return std::numeric_limits<double>::infinity(); }
+  void invalidate() {
+    valid_ = false;
+    table_ = torch::Tensor();
+    groups_ = torch::Tensor();
+  }
+
+
+  // Allocates the tables and rebuilds them when stale; false if the rings are not in
+  // lockstep blocks (then the cache turns itself off).
+  bool ensure(const RingBuffer& rows, const std::vector<const RingBuffer*>& cols, const embed_fn& embed,
+              double scale) {
+    just_built_ = false;
+    if (n_ == 0) return false;
+    const auto blocks = rows.capacity() / n_;
+    if (rows.size() % n_ != 0) return invalidate(), false;
+    for (const auto* c : cols)
+      if (c->size() != rows.size() / n_ * (c->capacity() / blocks)) return invalidate(), false;
+    torch::NoGradGuard no_grad;
+    const auto& st = rows.storage();
+    if (!table_.defined() || table_.device() != st.device() || table_.scalar_type() != st.scalar_type()) {
+      group_size_ = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(blocks)))));
+      table_ = torch::empty({rows.capacity(), blocks}, st.options());
+      groups_ = torch::empty({rows.capacity(), (blocks + group_size_ - 1) / group_size_}, st.options());
+      stale_ = true;
+    }
+    if (stale_) {
+      table_.fill_(-inf());
+      groups_.fill_(-inf());
+      auto [er, ec] = embedded(rows, cols, embed);
+      const auto live = rows.size() / n_;
+      for (int64_t b = 0; b < live; ++b) refresh_block(b, live, er, ec, scale);
+      stale_ = false;
+      just_built_ = true;
+    }
+    return true;
+  }
+
+  static std::pair<torch::Tensor, std::vector<torch::Tensor>> embedded(const RingBuffer& rows,
+                                                                       const std::vector<const RingBuffer*>& cols,
+                                                                       const embed_fn& embed) {
+    std::vector<torch::Tensor> ec;
+    for (const auto* c : cols) ec.push_back(c->size() ? embed(c->entries()) : torch::Tensor{});
+    return {embed(rows.entries()), ec};
+  }
+
+  // Recomputes row block b (against all live column blocks) and column block b (for all
+  // live rows), then the group sums they touch. er (live*n, H); ec[k] (live*n_k, H).
+  void refresh_block(int64_t b, int64_t live, const torch::Tensor& er, const std::vector<torch::Tensor>& ec,
+                     double scale) {
+    const auto n = n_;
+    const auto rows_b = er.slice(0, b * n, (b + 1) * n);  // (n, H)
+    torch::Tensor new_rows, new_col;                       // (n, live), (live*n)
+    for (const auto& c : ec) {
+      if (!c.defined()) continue;
+      const auto nc = c.size(0) / live;
+      auto r = torch::logsumexp((torch::matmul(rows_b, c.t()) * scale).view({n, live, nc}), 2);          // (n, live)
+      auto k = torch::logsumexp(torch::matmul(er, c.slice(0, b * nc, (b + 1) * nc).t()) * scale, 1);  // (live*n)
+      new_rows = new_rows.defined() ? torch::logaddexp(new_rows, r) : r;
+      new_col = new_col.defined() ? torch::logaddexp(new_col, k) : k;
+    }
+    if (!new_rows.defined()) return;
+    table_.slice(0, b * n, (b + 1) * n).slice(1, 0, live).copy_(new_rows);
+    table_.slice(0, b * n, (b + 1) * n).slice(1, live).fill_(-inf());
+    table_.slice(0, 0, live * n).select(1, b).copy_(new_col);
+    // groups: every group of the new rows; the group of column b for every live row.
+    const auto blocks = table_.size(1), g = group_size_, ng = groups_.size(1);
+    auto row_part = table_.slice(0, b * n, (b + 1) * n);  // (n, blocks)
+    if (blocks % g == 0) {
+      groups_.slice(0, b * n, (b + 1) * n).copy_(torch::logsumexp(row_part.view({n, ng, g}), 2));
+    } else {
+      for (int64_t j = 0; j < ng; ++j)
+        groups_.slice(0, b * n, (b + 1) * n)
+            .select(1, j)
+            .copy_(torch::logsumexp(row_part.slice(1, j * g, std::min(blocks, (j + 1) * g)), 1));
+    }
+    const auto j = b / g;
+    groups_.slice(0, 0, live * n)
+        .select(1, j)
+        .copy_(torch::logsumexp(table_.slice(0, 0, live * n).slice(1, j * g, std::min(blocks, (j + 1) * g)), 1));
+  }
+
+  torch::Tensor table_;   // (R, B)
+  torch::Tensor groups_;  // (R, ceil(B / g))
+  int64_t group_size_ = 1;
+  int64_t n_ = 0;  // rows per block (N_local), fixed by the first push
+  bool valid_ = true;
+  bool stale_ = false;
+  bool just_built_ = false;
+};
+
+}  // namespace contaccum
