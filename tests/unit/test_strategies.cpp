@@ -152,7 +152,7 @@ namespace {
 // pairs and checks losses and embedding gradients agree at every step.
 template <class L>
 void check_cache_matches_streaming(const BankConfig& bank, const L& loss, int64_t n_total, int64_t n_local,
-                                   int64_t m, int steps, bool expect_cache) {
+                                   int64_t m, int steps, bool alive_at_end, int64_t min_reuses) {
   torch::manual_seed(50);
   test::LookupBiEncoder model(4000, 5);
   BankConfig off = bank;
@@ -173,7 +173,10 @@ void check_cache_matches_streaming(const BankConfig& bank, const L& loss, int64_
     CHECK(a.loss == Approx(b.loss).epsilon(1e-12));
     CHECK(test::relative_error(ga, gb) <= 1e-10);
   }
-  CHECK((cached.bank().score_cache_bytes() > 0) == expect_cache);
+  CHECK((cached.bank().score_cache_bytes() > 0) == alive_at_end);
+  // the cache took its new blocks from the loss's own scores, not from fresh products
+  CHECK(cached.bank().score_cache_reuses() >= min_reuses);
+  if (min_reuses == 0) CHECK(cached.bank().score_cache_reuses() == 0);
   CHECK(streamed.bank().score_cache_bytes() == 0);
 }
 }  // namespace
@@ -182,24 +185,23 @@ TEST_CASE("ContAccum's incremental bank score cache equals streaming the bank sc
   InfoNCE<> dot;
   InfoNCE<Cosine> cosine_sym{.similarity = {.temperature = 0.1}, .symmetric = true};
   SECTION("dual bank, hard negatives, wraps many times") {
-    check_cache_matches_streaming({.capacity = 12}, dot, 8, 4, 1, 8, true);
+    check_cache_matches_streaming({.capacity = 12}, dot, 8, 4, 1, 8, true, 15);
   }
   SECTION("two hard negatives, bank of 13 blocks (groups do not divide)") {
-    check_cache_matches_streaming({.capacity = 26}, dot, 8, 2, 2, 9, true);
+    check_cache_matches_streaming({.capacity = 26}, dot, 8, 2, 2, 9, true, 35);
   }
-  SECTION("symmetric cosine") { check_cache_matches_streaming({.capacity = 16}, cosine_sym, 8, 4, 1, 6, true); }
+  SECTION("symmetric cosine") { check_cache_matches_streaming({.capacity = 16}, cosine_sym, 8, 4, 1, 6, true, 2 * 11); }
   SECTION("no hard-negative bank") {
-    check_cache_matches_streaming({.capacity = 8, .hard_negative_bank = false}, dot, 8, 4, 1, 5, true);
+    check_cache_matches_streaming({.capacity = 8, .hard_negative_bank = false}, dot, 8, 4, 1, 5, true, 9);
   }
-  SECTION("without past encoder: cleared every step") {
-    // the tables are freed with the bank at every step end
-    check_cache_matches_streaming({.capacity = 8, .persist_across_steps = false}, dot, 12, 4, 1, 4, false);
+  SECTION("without past encoder: cleared (tables freed) every step, rebuilt by its first micro-batch") {
+    check_cache_matches_streaming({.capacity = 8, .persist_across_steps = false}, dot, 12, 4, 1, 4, false, 4 * 2);
   }
   SECTION("without query bank: no banked rows, nothing to cache") {
-    check_cache_matches_streaming({.capacity = 8, .query_bank = false}, dot, 8, 4, 1, 4, false);
+    check_cache_matches_streaming({.capacity = 8, .query_bank = false}, dot, 8, 4, 1, 4, false, 0);
   }
   SECTION("micro-batches that do not tile the bank: falls back to streaming") {
-    check_cache_matches_streaming({.capacity = 8}, dot, 10, 4, 1, 4, false);
+    check_cache_matches_streaming({.capacity = 8}, dot, 10, 4, 1, 4, false, 1);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <contaccum/bank/ring_buffer.hpp>
 #include <contaccum/bank/score_cache.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/loss/score_record.hpp>
 
 #include <torch/torch.h>
 
@@ -38,7 +39,9 @@ public:
   [[nodiscard]] const BankConfig& config() const { return config_; }
 
   /// \brief Enqueues one micro-batch: q (n, H), p (n, H), h (n*m, H); detached copies.
-  void enqueue(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& h) {
+  ///        `seen`: the scores the loss computed against this bank, reused by the cache.
+  void enqueue(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& h,
+               const ScoreRecord* seen = nullptr) {
     detail::require(q.size(0) == p.size(0), "DualBank: ", q.size(0), " queries but ", p.size(0), " positives");
     const auto n = q.size(0);
     const auto hn = h.defined() ? h.size(0) : 0;
@@ -58,8 +61,10 @@ public:
     positives_.push(p);
     if (m > 0) hard_negatives_.push(h);
     if (scoring()) {
-      if (queries_.capacity() > 0) query_scores_.update(queries_, passage_rings(), embed_, scale_);
-      if (symmetric_ && queries_.capacity() > 0) positive_scores_.update(positives_, {&queries_}, embed_, scale_);
+      if (queries_.capacity() > 0)
+        query_scores_.update(queries_, passage_rings(), embed_, scale_, seen ? &seen->forward : nullptr);
+      if (symmetric_ && queries_.capacity() > 0)
+        positive_scores_.update(positives_, {&queries_}, embed_, scale_, seen ? &seen->reverse : nullptr);
     }
   }
 
@@ -80,10 +85,18 @@ public:
   [[nodiscard]] torch::Tensor query_row_lse() {
     return scoring() ? query_scores_.row_lse(queries_, passage_rings(), embed_, scale_) : torch::Tensor{};
   }
+  /// \brief Per banked pair i: s(queries()[i], positives()[i]), (queries().size(0)); undefined if not cached.
+  [[nodiscard]] torch::Tensor pair_scores() {
+    return scoring() ? query_scores_.pair_scores(queries_, passage_rings(), embed_, scale_) : torch::Tensor{};
+  }
   /// \brief Per banked positive: log-sum-exp over every banked query (symmetric loss).
   [[nodiscard]] torch::Tensor positive_row_lse() {
     return scoring() && symmetric_ ? positive_scores_.row_lse(positives_, {&queries_}, embed_, scale_)
                                    : torch::Tensor{};
+  }
+  /// \brief Enqueues whose cache update reused the loss's scores.
+  [[nodiscard]] int64_t score_cache_reuses() const {
+    return query_scores_.reused_blocks() + positive_scores_.reused_blocks();
   }
   /// \brief Bytes of the score cache's tables.
   [[nodiscard]] int64_t score_cache_bytes() const { return query_scores_.bytes() + positive_scores_.bytes(); }

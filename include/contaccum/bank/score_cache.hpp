@@ -17,6 +17,7 @@
 /// N_local pairs); otherwise it reports itself invalid and the loss streams instead.
 
 #include <contaccum/bank/ring_buffer.hpp>
+#include <contaccum/loss/score_record.hpp>
 
 #include <torch/torch.h>
 
@@ -35,6 +36,7 @@ public:
   void reset() {
     table_ = torch::Tensor();
     groups_ = torch::Tensor();
+    pairs_ = torch::Tensor();
     n_ = 0;
     valid_ = true;
     stale_ = false;
@@ -42,18 +44,22 @@ public:
   /// \brief The rings were rolled back: rebuild on next use.
   void mark_stale() { stale_ = true; }
   [[nodiscard]] bool valid() const { return valid_; }
+  /// \brief Blocks whose values came from the loss's own scores (no extra product).
+  [[nodiscard]] int64_t reused_blocks() const { return reused_; }
   /// \brief Bytes held by the tables.
   [[nodiscard]] int64_t bytes() const {
     int64_t b = 0;
-    for (const auto* t : {&table_, &groups_})
+    for (const auto* t : {&table_, &groups_, &pairs_})
       if (t->defined()) b += t->numel() * t->element_size();
     return b;
   }
 
   /// \brief Brings the cache up to date after one block was pushed into `rows` and into
   ///        every ring of `cols`.
+  ///        `seen`, if given, holds the scores the loss computed against the rings before
+  ///        the push; the new block's values are then reduced from it, with no new product.
   void update(const RingBuffer& rows, const std::vector<const RingBuffer*>& cols, const embed_fn& embed,
-              double scale) {
+              double scale, const DirectionScores* seen = nullptr) {
     if (!valid_ || rows.size() == 0) return;
     const auto n = rows.last_push_rows();
     if (n <= 0 || rows.capacity() % n != 0 || rows.last_push_begin() % n != 0 || (n_ != 0 && n != n_))
@@ -67,8 +73,13 @@ public:
     if (!ensure(rows, cols, embed, scale)) return;
     if (just_built_) return;  // ensure() rebuilt every block, the new one included
     torch::NoGradGuard no_grad;
+    const auto b = rows.last_push_begin() / n_, live = rows.size() / n_;
+    if (seen && from_seen(b, live, rows, cols, *seen)) {
+      ++reused_;
+      return;
+    }
     auto [er, ec] = embedded(rows, cols, embed);
-    refresh_block(rows.last_push_begin() / n_, rows.size() / n_, er, ec, scale);
+    refresh_block(b, live, er, ec, scale);
   }
 
   /// \brief Per live row of `rows`: log-sum-exp of its scores over every live column of
@@ -80,12 +91,21 @@ public:
     return torch::logsumexp(groups_.slice(0, 0, rows.size()), 1);
   }
 
+  /// \brief Per live row: its score with the same slot of the first column ring (the
+  ///        pair's positive), (rows.size()); undefined when the cache cannot serve.
+  [[nodiscard]] torch::Tensor pair_scores(const RingBuffer& rows, const std::vector<const RingBuffer*>& cols,
+                                          const embed_fn& embed, double scale) {
+    if (!valid_ || rows.size() == 0 || !ensure(rows, cols, embed, scale)) return {};
+    return pairs_.slice(0, 0, rows.size());
+  }
+
 private:
   static double inf() { return std::numeric_limits<double>::infinity(); }
   void invalidate() {
     valid_ = false;
     table_ = torch::Tensor();
     groups_ = torch::Tensor();
+    pairs_ = torch::Tensor();
   }
 
 
@@ -105,6 +125,7 @@ private:
       group_size_ = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(blocks)))));
       table_ = torch::empty({rows.capacity(), blocks}, st.options());
       groups_ = torch::empty({rows.capacity(), (blocks + group_size_ - 1) / group_size_}, st.options());
+      pairs_ = torch::empty({rows.capacity()}, st.options());
       stale_ = true;
     }
     if (stale_) {
@@ -134,15 +155,73 @@ private:
     const auto n = n_;
     const auto rows_b = er.slice(0, b * n, (b + 1) * n);  // (n, H)
     torch::Tensor new_rows, new_col;                       // (n, live), (live*n)
+    std::vector<torch::Tensor> col_block;
     for (const auto& c : ec) {
       if (!c.defined()) continue;
       const auto nc = c.size(0) / live;
-      auto r = torch::logsumexp((torch::matmul(rows_b, c.t()) * scale).view({n, live, nc}), 2);          // (n, live)
-      auto k = torch::logsumexp(torch::matmul(er, c.slice(0, b * nc, (b + 1) * nc).t()) * scale, 1);  // (live*n)
+      // (c @ rows_b^T)^T: the tall-skinny BLAS orientation, several times faster here.
+      auto r = torch::logsumexp((torch::matmul(c, rows_b.t()).t() * scale).view({n, live, nc}), 2);  // (n, live)
       new_rows = new_rows.defined() ? torch::logaddexp(new_rows, r) : r;
-      new_col = new_col.defined() ? torch::logaddexp(new_col, k) : k;
+      col_block.push_back(c.slice(0, b * nc, (b + 1) * nc));
     }
     if (!new_rows.defined()) return;
+    // every live row against the block's columns of all column rings at once: (live*n)
+    new_col = torch::logsumexp(torch::matmul(er, torch::cat(col_block).t()) * scale, 1);
+    // scores of the block's pairs: row i with slot i of the first column ring, (n)
+    auto pair = (rows_b * ec.front().slice(0, b * n, (b + 1) * n)).sum(1) * scale;
+    store_block(b, live, new_rows, new_col, pair);
+  }
+
+  // The new block's values from the scores the loss saw (before the push). Returns false
+  // (the caller computes them) if the record does not have the expected layout.
+  bool from_seen(int64_t b, int64_t live, const RingBuffer& rows, const std::vector<const RingBuffer*>& cols,
+                 const DirectionScores& seen) {
+    const auto n = n_, blocks = rows.capacity() / n_;
+    const auto& cur = seen.current;  // (n, n + pos_bank + neg_cur + neg_bank)
+    const auto n0 = cols[0]->capacity() / blocks;
+    const auto n1 = cols.size() > 1 ? cols[1]->capacity() / blocks : 0;
+    if (!cur.defined() || cur.size(0) != n || n0 != n || seen.n_pos_bank % n0 != 0) return false;
+    const auto before = seen.n_pos_bank / n0;  // live blocks before the push
+    const bool full = before == live;
+    if (!(full ? b < live : (before + 1 == live && b == before))) return false;
+    if (n1 > 0 ? (seen.n_neg_cur != n1 || seen.n_neg_bank != before * n1) : seen.n_neg_bank != 0) return false;
+    if (cur.size(1) != n + seen.n_pos_bank + seen.n_neg_cur + seen.n_neg_bank) return false;
+    if (before > 0 && (!seen.bank_rows.defined() || seen.bank_rows.size(0) != before * n)) return false;
+
+    const auto neg0 = n + seen.n_pos_bank;  // where the current negatives start
+    auto cur_cols = n1 > 0 ? torch::cat({cur.slice(1, 0, n), cur.slice(1, neg0, neg0 + n1)}, 1) : cur.slice(1, 0, n);
+    auto r_cur = torch::logsumexp(cur_cols, 1);  // (n): new rows x new columns
+    auto new_rows = r_cur.unsqueeze(1);          // (n, live)
+    auto new_col = r_cur;                        // (live*n)
+    if (before > 0) {
+      auto r_bank = torch::logsumexp(cur.slice(1, n, neg0).view({n, before, n0}), 2);  // (n, before)
+      if (n1 > 0)
+        r_bank = torch::logaddexp(
+            r_bank, torch::logsumexp(cur.slice(1, neg0 + n1, neg0 + n1 + before * n1).view({n, before, n1}), 2));
+      const auto& br = seen.bank_rows;  // (before*n, n + neg_cur): old rows x new columns
+      auto c_old = torch::logsumexp(n1 > 0 ? torch::cat({br.slice(1, 0, n), br.slice(1, n, n + n1)}, 1)
+                                           : br.slice(1, 0, n),
+                                    1);  // (before*n)
+      if (full) {
+        new_rows = r_bank.clone();
+        new_rows.select(1, b).copy_(r_cur);
+        new_col = c_old.clone();
+        new_col.slice(0, b * n, (b + 1) * n).copy_(r_cur);
+      } else {
+        new_rows = torch::cat({r_bank, r_cur.unsqueeze(1)}, 1);
+        new_col = torch::cat({c_old, r_cur});
+      }
+    }
+    store_block(b, live, new_rows, new_col, cur.slice(1, 0, n).diagonal());
+    return true;
+  }
+
+  // Writes block b's values: new_rows (n, live) its rows against every live column block,
+  // new_col (live*n) every live row against its columns, pair (n) its pairs' scores.
+  void store_block(int64_t b, int64_t live, const torch::Tensor& new_rows, const torch::Tensor& new_col,
+                   const torch::Tensor& pair) {
+    const auto n = n_;
+    pairs_.slice(0, b * n, (b + 1) * n).copy_(pair);
     table_.slice(0, b * n, (b + 1) * n).slice(1, 0, live).copy_(new_rows);
     table_.slice(0, b * n, (b + 1) * n).slice(1, live).fill_(-inf());
     table_.slice(0, 0, live * n).select(1, b).copy_(new_col);
@@ -163,9 +242,11 @@ private:
         .copy_(torch::logsumexp(table_.slice(0, 0, live * n).slice(1, j * g, std::min(blocks, (j + 1) * g)), 1));
   }
 
+  torch::Tensor pairs_;   // (R): score of row slot i with slot i of the first column ring
   torch::Tensor table_;   // (R, B)
   torch::Tensor groups_;  // (R, ceil(B / g))
   int64_t group_size_ = 1;
+  int64_t reused_ = 0;
   int64_t n_ = 0;  // rows per block (N_local), fixed by the first push
   bool valid_ = true;
   bool stale_ = false;

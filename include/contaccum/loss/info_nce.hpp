@@ -12,6 +12,7 @@
 /// the ContAccum reference computes densely, to floating-point rounding.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/loss/score_record.hpp>
 #include <contaccum/loss/similarity.hpp>
 
 #include <torch/torch.h>
@@ -38,11 +39,18 @@ struct LossInputs {
   // When absent they are computed here by streaming.
   torch::Tensor bank_query_lse;
   torch::Tensor bank_positive_lse;
+  // Optional: the score of banked pair i, s(bank_queries[i], bank_positives[i]), (b).
+  torch::Tensor bank_pair_scores;
+  // Optional output: where to leave the detached score blocks for the bank's cache.
+  ScoreRecord* record = nullptr;
 };
 
 namespace detail {
 
 inline bool present(const torch::Tensor& t) { return t.defined() && t.size(0) > 0; }
+
+// t * scale, without a pass over t when the scale is 1 (dot product).
+inline torch::Tensor scaled(const torch::Tensor& t, double scale) { return scale == 1.0 ? t : t * scale; }
 
 // log-sum-exp over the columns of scale * a @ b^T for each row of a, in row chunks so
 // no more than ~4M scores exist at once. a (Na, H), b (Nb, H) -> (Na); -inf if Nb == 0.
@@ -50,11 +58,11 @@ inline torch::Tensor streamed_lse(const torch::Tensor& a, const torch::Tensor& b
   torch::NoGradGuard no_grad;
   if (!present(b)) return torch::full({a.size(0)}, -std::numeric_limits<double>::infinity(), a.options());
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / b.size(0));
-  if (a.size(0) <= chunk) return torch::logsumexp(torch::matmul(a, b.t()) * scale, 1);
+  if (a.size(0) <= chunk) return torch::logsumexp(scaled(torch::matmul(a, b.t()), scale), 1);
   auto out = torch::empty({a.size(0)}, a.options());
   for (int64_t r = 0; r < a.size(0); r += chunk) {
     const auto e = std::min(a.size(0), r + chunk);
-    out.slice(0, r, e).copy_(torch::logsumexp(torch::matmul(a.slice(0, r, e), b.t()) * scale, 1));
+    out.slice(0, r, e).copy_(torch::logsumexp(scaled(torch::matmul(a.slice(0, r, e), b.t()), scale), 1));
   }
   return out;
 }
@@ -64,17 +72,27 @@ inline torch::Tensor streamed_lse(const torch::Tensor& a, const torch::Tensor& b
 inline std::pair<torch::Tensor, int64_t> directional_sum(const torch::Tensor& rows_cur, const torch::Tensor& rows_bank,
                                                          const torch::Tensor& pos_cur, const torch::Tensor& pos_bank,
                                                          const torch::Tensor& neg_cur, const torch::Tensor& neg_bank,
-                                                         double scale, const torch::Tensor& cached_lse = {}) {
+                                                         double scale, const torch::Tensor& cached_lse = {},
+                                                         const torch::Tensor& cached_pos = {},
+                                                         DirectionScores* record = nullptr) {
   const auto n = rows_cur.size(0);
-  std::vector<torch::Tensor> cols{pos_cur};
+  // Current rows see every column: (n, Nd), scored block by block so banked columns are
+  // neither copied nor given a gradient; labels arange(n).
+  // Against a bank (many rows) the product is taken as (bank @ rows^T)^T: BLAS runs the
+  // tall-skinny orientation several times faster than the short-wide one.
+  std::vector<torch::Tensor> blocks{torch::matmul(rows_cur, pos_cur.t())};
   for (const auto* t : {&pos_bank, &neg_cur, &neg_bank})
-    if (present(*t)) cols.push_back(*t);
-  auto all_cols = cols.size() == 1 ? pos_cur : torch::cat(cols);  // (Nd, H)
-  // Current rows see every column: (n, Nd); labels arange(n).
-  auto logits = torch::matmul(rows_cur, all_cols.t()) * scale;
+    if (present(*t)) blocks.push_back(t->size(0) > 4 * n ? torch::matmul(*t, rows_cur.t()).t() : torch::matmul(rows_cur, t->t()));
+  auto logits = scaled(blocks.size() == 1 ? blocks.front() : torch::cat(blocks, 1), scale);  // (n, Nd)
   auto labels = torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(rows_cur.device()));
   auto sum = torch::nn::functional::cross_entropy(
       logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  if (record) {
+    record->current = logits.detach();
+    record->n_pos_bank = present(pos_bank) ? pos_bank.size(0) : 0;
+    record->n_neg_cur = present(neg_cur) ? neg_cur.size(0) : 0;
+    record->n_neg_bank = present(neg_bank) ? neg_bank.size(0) : 0;
+  }
   if (!present(rows_bank)) return {sum, n};
 
   // Banked rows: constant part (bank columns) streamed without grad, current part with grad.
@@ -84,9 +102,11 @@ inline std::pair<torch::Tensor, int64_t> directional_sum(const torch::Tensor& ro
                        : torch::logaddexp(streamed_lse(rows_bank, pos_bank, scale),
                                           streamed_lse(rows_bank, neg_bank, scale));  // (b)
   auto cur_cols = present(neg_cur) ? torch::cat({pos_cur, neg_cur}) : pos_cur;  // (n + n*m, H)
-  auto var = torch::matmul(rows_bank, cur_cols.t()) * scale;                     // (b, n + n*m)
+  auto var = scaled(torch::matmul(rows_bank, cur_cols.t()), scale);             // (b, n + n*m)
+  if (record) record->bank_rows = var.detach();
   auto lse = torch::logsumexp(torch::cat({const_lse.unsqueeze(1), var}, 1), 1);  // (b)
-  auto pos_logit = (rows_bank * pos_bank.slice(0, 0, b)).sum(1) * scale;         // (b), constant
+  auto pos_logit = cached_pos.defined() ? cached_pos
+                                        : scaled((rows_bank * pos_bank.slice(0, 0, b)).sum(1), scale);  // (b), constant
   return {sum + (lse - pos_logit).sum(), n + b};
 }
 
@@ -132,13 +152,16 @@ struct InfoNCE {
     auto bq = e(in.bank_queries), bp = e(in.bank_positives), bh = e(in.bank_hard_negatives);
     detail::require(!in.bank_query_lse.defined() || in.bank_query_lse.size(0) == b,
                     "InfoNCE: bank_query_lse must have one entry per banked query");
-    auto [sum, rows] = detail::directional_sum(q, bq, p, bp, h, bh, s, in.bank_query_lse);
+    auto pair = in.bank_pair_scores.defined() && b > 0 ? in.bank_pair_scores.slice(0, 0, b) : torch::Tensor{};
+    auto [sum, rows] = detail::directional_sum(q, bq, p, bp, h, bh, s, in.bank_query_lse, pair,
+                                                in.record ? &in.record->forward : nullptr);
     auto loss = sum / static_cast<double>(rows);
     if (!symmetric) return loss;
     // passage -> query over positive rows; banked positives only where a banked query matches.
     auto bp_rows = b > 0 ? bp.slice(0, 0, b) : torch::Tensor{};
     auto bp_lse = in.bank_positive_lse.defined() && b > 0 ? in.bank_positive_lse.slice(0, 0, b) : torch::Tensor{};
-    auto [sum_t, rows_t] = detail::directional_sum(p, bp_rows, q, bq, torch::Tensor{}, torch::Tensor{}, s, bp_lse);
+    auto [sum_t, rows_t] = detail::directional_sum(p, bp_rows, q, bq, torch::Tensor{}, torch::Tensor{}, s, bp_lse,
+                                                    pair, in.record ? &in.record->reverse : nullptr);
     return 0.5 * (loss + sum_t / static_cast<double>(rows_t));
   }
 };

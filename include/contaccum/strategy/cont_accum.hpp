@@ -52,14 +52,20 @@ public:
       if constexpr (requires { bank_.query_row_lse(); }) {
         in.bank_query_lse = bank_.query_row_lse();
         in.bank_positive_lse = bank_.positive_row_lse();
+        in.bank_pair_scores = bank_.pair_scores();
       }
+      ScoreRecord record;
+      in.record = &record;
       out.negatives_per_query += static_cast<double>(mb.size() - 1 + rows(in.bank_positives) +
                                                      d.hard_negatives.size(0) + rows(in.bank_hard_negatives)) /
                                  static_cast<double>(k);
       auto l = loss(collective_.exchange(in));
       out.loss += detail::finite_or_throw(l, ctx.step, j++) / static_cast<double>(k);
       (l / static_cast<double>(k)).backward();
-      bank_.enqueue(q.detach(), d.positives.detach(), d.hard_negatives.detach());
+      if constexpr (requires { bank_.enqueue(q, q, q, &record); })
+        bank_.enqueue(q.detach(), d.positives.detach(), d.hard_negatives.detach(), &record);
+      else
+        bank_.enqueue(q.detach(), d.positives.detach(), d.hard_negatives.detach());
     }
     return out;
   }
