@@ -8,6 +8,9 @@ endif()
 if(NOT TARGET range-v3::range-v3)
   find_dependency(range-v3)
 endif()
+if(NOT TARGET nlohmann_json::nlohmann_json)
+  find_dependency(nlohmann_json 3.10)  # config.json and safetensors headers
+endif()
 if(NOT TARGET Boost::headers)
   find_dependency(Boost 1.75 CONFIG COMPONENTS headers)  # 1.75+ ships Boost.PFR
 endif()

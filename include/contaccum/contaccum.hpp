@@ -9,6 +9,9 @@
 #include <contaccum/data/synthetic.hpp>
 #include <contaccum/encoders/bert.hpp>
 #include <contaccum/encoders/dual_encoder.hpp>
+#include <contaccum/checkpoint/safetensors.hpp>
+#include <contaccum/checkpoint/hf_config.hpp>
+#include <contaccum/checkpoint/load_bert.hpp>
 #include <contaccum/pooling/cls.hpp>
 #include <contaccum/pooling/mean.hpp>
 #include <contaccum/loss/similarity.hpp>

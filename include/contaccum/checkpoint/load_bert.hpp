@@ -1,0 +1,175 @@
+#pragma once
+/// \file
+/// \brief Hugging Face BERT checkpoints <-> contaccum::Bert: a folder with config.json and
+///        model.safetensors (or shards). Our Bert's parameter names are Hugging Face's, so
+///        loading is a name-for-name copy after undoing the two historical spellings
+///        (a "bert." prefix, LayerNorm.gamma/beta); heads we do not have are skipped.
+
+#include <contaccum/checkpoint/hf_config.hpp>
+#include <contaccum/checkpoint/safetensors.hpp>
+#include <contaccum/detail/error.hpp>
+#include <contaccum/encoders/bert.hpp>
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace contaccum {
+namespace detail {
+
+// Old (TF-converted) checkpoints call LayerNorm's weight/bias gamma/beta.
+[[nodiscard]] inline std::string modern_layer_norm_name(std::string name) {
+  using Rename = std::pair<std::string_view, std::string_view>;
+  for (auto [old_suffix, new_suffix] :
+       {Rename{"LayerNorm.gamma", "LayerNorm.weight"}, Rename{"LayerNorm.beta", "LayerNorm.bias"}}) {
+    if (name.ends_with(old_suffix)) return name.substr(0, name.size() - old_suffix.size()) + std::string(new_suffix);
+  }
+  return name;
+}
+
+// Entries of BertModel's state dict that are not parameters of our Bert and carry nothing
+// it needs: the pooler (we pool outside the encoder) and the position/type id buffers.
+[[nodiscard]] inline bool is_bert_extra(std::string_view name) {
+  return name.starts_with("pooler.") || name == "embeddings.position_ids" || name == "embeddings.token_type_ids";
+}
+
+// "[a, b]" for a shape.
+[[nodiscard]] inline std::string shape_string(c10::IntArrayRef shape) {
+  std::ostringstream os;
+  os << shape;
+  return os.str();
+}
+
+/// \brief Checkpoint names mapped to our Bert's parameter names: a "bert." prefix is
+///        dropped (everything outside it is a task head: cls.*, classifier.*, ...), and
+///        LayerNorm.gamma/beta become weight/bias. Entries that belong to no parameter of
+///        the body (pooler, id buffers) and heads are left out.
+struct BertNameMap {
+  std::map<std::string, std::string> to_source;  // our name -> checkpoint name
+  std::vector<std::string> unexpected;           // body names our Bert has no parameter for
+  std::vector<std::string> duplicated;           // two checkpoint names for one parameter
+};
+
+[[nodiscard]] inline BertNameMap map_bert_names(const std::map<std::string, torch::Tensor>& tensors,
+                                                const std::map<std::string, torch::Tensor>& ours) {
+  bool prefixed = false;
+  for (const auto& entry : tensors) prefixed = prefixed || entry.first.starts_with("bert.");
+  BertNameMap m;
+  for (const auto& entry : tensors) {
+    const auto& source = entry.first;
+    std::string name = source;
+    if (prefixed) {
+      if (!name.starts_with("bert.")) continue;  // a task head beside the encoder
+      name.erase(0, 5);
+    }
+    name = modern_layer_norm_name(name);
+    if (is_bert_extra(name)) continue;
+    if (!ours.contains(name)) {
+      // Names inside the encoder body that we lack mean the config does not describe the
+      // checkpoint (e.g. more layers); anything else is a head we do not have.
+      if (name.starts_with("embeddings.") || name.starts_with("encoder.")) m.unexpected.push_back(source);
+      continue;
+    }
+    auto [it, fresh] = m.to_source.emplace(name, source);
+    if (!fresh) m.duplicated.push_back(it->second + " and " + source);
+  }
+  return m;
+}
+
+// "n what: a, b, c" on its own line, or nothing for an empty list.
+inline void list_problems(std::ostringstream& os, const std::vector<std::string>& items, const char* what) {
+  if (items.empty()) return;
+  os << "\n  " << items.size() << " " << what << ":";
+  for (const auto& s : items) os << "\n    " << s;
+}
+
+}  // namespace detail
+
+/// \brief Copies a Hugging Face BERT state dict into `model` (dtype converted, device kept).
+///
+/// Accepts the "bert." prefix, LayerNorm.gamma/beta and ignores heads we do not have
+/// (pooler.*, cls.*, embeddings.position_ids, ...). Nothing is copied unless everything
+/// fits: otherwise one invalid_input lists every missing tensor, every shape mismatch
+/// ("name: expected [a, b], got [c, d]") and every unexpected encoder tensor.
+/// \code
+/// contaccum::Bert bert(contaccum::load_bert_config(dir / "config.json"));
+/// contaccum::load_bert_weights(bert, contaccum::load_checkpoint(dir));
+/// \endcode
+inline void load_bert_weights(Bert& model, const std::map<std::string, torch::Tensor>& tensors,
+                              std::string_view source = "checkpoint") {
+  std::map<std::string, torch::Tensor> ours;
+  for (const auto& p : model->named_parameters()) ours.emplace(p.key(), p.value());
+  for (const auto& b : model->named_buffers()) ours.emplace(b.key(), b.value());
+  const auto names = detail::map_bert_names(tensors, ours);
+
+  std::vector<std::string> missing, mismatched;
+  for (const auto& [name, target] : ours) {
+    auto it = names.to_source.find(name);
+    if (it == names.to_source.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    const auto& t = tensors.at(it->second);
+    if (!t.defined()) {
+      mismatched.push_back(detail::cat(it->second, ": undefined tensor"));
+    } else if (t.sizes() != target.sizes()) {
+      mismatched.push_back(detail::cat(it->second, ": expected ", detail::shape_string(target.sizes()), ", got ",
+                                       detail::shape_string(t.sizes())));
+    } else if (!t.is_floating_point()) {
+      mismatched.push_back(detail::cat(it->second, ": dtype ", t.scalar_type(), " is not a floating type"));
+    }
+  }
+  if (!missing.empty() || !mismatched.empty() || !names.unexpected.empty() || !names.duplicated.empty()) {
+    const auto& c = model->config();
+    std::ostringstream os;
+    os << "contaccum: " << source << " does not fit Bert(hidden_size " << c.hidden_size << ", "
+       << c.num_hidden_layers << " layers, vocab_size " << c.vocab_size << "):";
+    detail::list_problems(os, missing, "missing tensors");
+    detail::list_problems(os, mismatched, "shape mismatches");
+    detail::list_problems(os, names.unexpected, "unexpected tensors");
+    detail::list_problems(os, names.duplicated, "tensors given twice");
+    throw invalid_input(os.str());
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, target] : ours) target.copy_(tensors.at(names.to_source.at(name)));
+}
+
+/// \brief A Bert from a Hugging Face model folder (config.json + safetensors weights),
+///        in eval mode as transformers' from_pretrained returns it.
+///
+/// \code
+/// auto bert = contaccum::load_bert("bge-small-en");
+/// auto h = bert(ids, mask);  // (B, T, hidden)
+/// \endcode
+[[nodiscard]] inline Bert load_bert(const std::filesystem::path& dir) {
+  Bert model(load_bert_config(dir / "config.json"));
+  load_bert_weights(model, load_checkpoint(dir), detail::cat("checkpoint '", dir.string(), "'"));
+  model->eval();
+  return model;
+}
+
+/// \brief Writes `model` as a Hugging Face model folder: config.json and model.safetensors
+///        with Hugging Face's names, loadable by transformers' BertModel.from_pretrained.
+///
+/// \code
+/// contaccum::save_bert(bert, "out/my-bert");
+/// \endcode
+inline void save_bert(const Bert& model, const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  detail::require(!ec, "cannot create '", dir.string(), "': ", ec.message());
+  save_bert_config(model->config(), dir / "config.json");
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& p : model->named_parameters()) tensors.emplace(p.key(), p.value().detach());
+  // transformers refuses safetensors files whose metadata lacks format "pt".
+  save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+}
+
+}  // namespace contaccum

@@ -1,0 +1,246 @@
+// Hugging Face BERT checkpoints: a folder written by transformers' save_pretrained loads into
+// our Bert and gives transformers' hidden states (tests/reference/bert_reference.py); a
+// folder written by save_bert loads in transformers and gives ours; old names load; a
+// checkpoint or config that does not fit is rejected with every problem named.
+#include <catch2/catch.hpp>
+
+#include <contaccum/checkpoint/load_bert.hpp>
+#include <contaccum/detail/config_io.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+using namespace contaccum;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch_dir() {
+  const auto dir = fs::temp_directory_path() / "contaccum_bert_parity";
+  fs::create_directories(dir);
+  return dir;
+}
+
+void run_reference(const std::string& args) {
+  const auto cmd = std::string(CONTACCUM_PYTHON) + " " + CONTACCUM_TEST_DIR + "/reference/bert_reference.py " + args;
+  REQUIRE(std::system(cmd.c_str()) == 0);
+}
+
+// The transformers models and their outputs, made once per test run.
+const json& reference_cases() {
+  static const json cases = [] {
+    const auto dir = scratch_dir() / "hf";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    run_reference("make " + dir.string());
+    return json::parse(std::ifstream(dir / "cases.json"));
+  }();
+  return cases;
+}
+
+struct Batch {
+  torch::Tensor ids, mask, types;  // (B, T)
+};
+
+Batch batch_of(const json& c) {
+  const auto b = c["shape"][0].get<int64_t>(), t = c["shape"][1].get<int64_t>();
+  auto tensor = [&](const char* key) {
+    return torch::tensor(c[key].get<std::vector<int64_t>>(), torch::kLong).view({b, t});
+  };
+  return {tensor("ids"), tensor("mask"), tensor("types")};
+}
+
+// (B, T, H) hidden states from JSON.
+torch::Tensor hidden_of(const json& c) {
+  const auto shape = c["shape"].get<std::vector<int64_t>>();
+  return torch::tensor(c["hidden"].get<std::vector<double>>(), torch::kDouble).view(shape);
+}
+
+// Max |a - b| over real (unpadded) tokens; a, b: (B, T, H), mask: (B, T).
+double max_error_on_real_tokens(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
+  const auto keep = mask.to(torch::kBool);
+  return (a.to(torch::kDouble).index({keep}) - b.to(torch::kDouble).index({keep})).abs().max().item<double>();
+}
+
+torch::Tensor run_bert(Bert& model, const Batch& b) {
+  torch::NoGradGuard no_grad;
+  return model(b.ids, b.mask, b.types);  // (B, T, H)
+}
+
+void write_config(const fs::path& dir, const json& config) {
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json", std::ios::trunc) << config.dump(2);
+}
+
+}  // namespace
+
+TEST_CASE("Bert loaded from a transformers checkpoint gives BertModel's hidden states", "[checkpoint]") {
+  const auto& cases = reference_cases();
+  REQUIRE(cases.size() == 2);
+  for (const auto& [name, c] : cases.items()) {
+    INFO(name);
+    auto model = load_bert(c["dir"].get<std::string>());
+    CHECK_FALSE(model->is_training());
+    const auto b = batch_of(c);
+    const auto ours = run_bert(model, b);
+    const auto theirs = hidden_of(c);
+    REQUIRE(ours.sizes() == theirs.sizes());
+    const double err = max_error_on_real_tokens(ours, theirs, b.mask);
+    CHECK(err <= 1e-5);
+    // Negative control: padding is really there and the states are not trivially equal.
+    CHECK(b.mask.sum().item<int64_t>() < b.mask.numel());
+    CHECK(max_error_on_real_tokens(ours, theirs.roll(1, 1), b.mask) > 1e-2);
+  }
+  const auto& c48 = cases["h48_l3"];
+  CHECK(c48["sharded"].get<bool>());  // saved as shards + index by transformers
+  const auto cfg = load_bert_config(fs::path(c48["dir"].get<std::string>()) / "config.json");
+  CHECK(cfg.hidden_size == 48);
+  CHECK(cfg.num_hidden_layers == 3);
+  CHECK(cfg.intermediate_size == 37);
+  CHECK(cfg.vocab_size == 99);
+  CHECK(cfg.max_position_embeddings == 64);
+}
+
+TEST_CASE("save_bert writes a folder that transformers loads to the same hidden states", "[checkpoint]") {
+  const auto& c = reference_cases()["h32_l2"];
+  auto model = load_bert(c["dir"].get<std::string>());
+  const auto out = scratch_dir() / "saved_by_contaccum";
+  fs::remove_all(out);
+  save_bert(model, out);
+  CHECK(fs::exists(out / "config.json"));
+  CHECK(fs::exists(out / "model.safetensors"));
+
+  const auto b = batch_of(c);
+  json spec = {{"batch", b.ids.size(0)}, {"length", b.ids.size(1)}, {"ids", c["ids"]}, {"mask", c["mask"]},
+               {"types", c["types"]}};
+  const auto in = scratch_dir() / "saved.in.json", result = scratch_dir() / "saved.out.json";
+  std::ofstream(in, std::ios::trunc) << spec.dump();
+  run_reference("run " + out.string() + " " + in.string() + " " + result.string());
+  const auto ref = json::parse(std::ifstream(result));
+
+  const auto ours = run_bert(model, b);
+  const double err = max_error_on_real_tokens(ours, hidden_of(ref), b.mask);
+  CHECK(err <= 1e-5);
+  CHECK(ref["unexpected_keys"].empty());
+  for (const auto& k : ref["missing_keys"]) CHECK(k.get<std::string>().starts_with("pooler."));  // no pooler
+
+  // And back: our own folder reloads to the same config and the same parameters.
+  auto again = load_bert(out);
+  CHECK(same_config(again->config(), model->config()));
+  const auto before = model->named_parameters();
+  for (const auto& p : again->named_parameters()) {
+    INFO(p.key());
+    CHECK(torch::equal(p.value(), before[p.key()]));
+  }
+}
+
+TEST_CASE("Old checkpoint names load: a bert. prefix, LayerNorm gamma/beta and heads", "[checkpoint]") {
+  const auto& c = reference_cases()["h32_l2"];
+  const fs::path dir = c["dir"].get<std::string>();
+  auto reference = load_bert(dir);
+  std::map<std::string, torch::Tensor> renamed;
+  for (const auto& [key, t] : load_checkpoint(dir)) {
+    std::string name = key;
+    if (name.ends_with("LayerNorm.weight")) name.replace(name.size() - 6, 6, "gamma");
+    else if (name.ends_with("LayerNorm.bias")) name.replace(name.size() - 4, 4, "beta");
+    renamed.emplace("bert." + name, t.to(torch::kHalf).to(torch::kFloat).to(torch::kDouble));  // dtype converted
+  }
+  renamed.emplace("bert.pooler.dense.weight", torch::randn({32, 32}));
+  renamed.emplace("bert.embeddings.position_ids", torch::arange(64).unsqueeze(0));
+  renamed.emplace("cls.predictions.bias", torch::randn({99}));
+  renamed.emplace("cls.predictions.transform.dense.weight", torch::randn({32, 32}));
+
+  Bert model(load_bert_config(dir / "config.json"));
+  load_bert_weights(model, renamed);
+  const auto want = reference->named_parameters();
+  for (const auto& p : model->named_parameters()) {
+    INFO(p.key());
+    CHECK(p.value().scalar_type() == torch::kFloat);
+    CHECK(torch::equal(p.value(), want[p.key()].to(torch::kHalf).to(torch::kFloat)));
+  }
+}
+
+TEST_CASE("A checkpoint that does not fit lists every missing tensor and shape mismatch", "[checkpoint]") {
+  const auto& c = reference_cases()["h32_l2"];
+  const fs::path dir = c["dir"].get<std::string>();
+  auto tensors = load_checkpoint(dir);
+  tensors.erase("encoder.layer.1.output.dense.weight");
+  tensors.erase("embeddings.LayerNorm.bias");
+  tensors["encoder.layer.0.intermediate.dense.weight"] = torch::zeros({36, 32});
+  tensors["embeddings.word_embeddings.weight"] = torch::zeros({98, 32});
+
+  const auto bad = scratch_dir() / "does_not_fit";
+  fs::remove_all(bad);
+  fs::create_directories(bad);
+  fs::copy_file(dir / "config.json", bad / "config.json");
+  save_safetensors(bad / "model.safetensors", tensors, {{"format", "pt"}});
+  CHECK_THROWS_AS(load_bert(bad), invalid_input);
+  CHECK_THROWS_WITH(load_bert(bad), Catch::Contains(bad.string()) && Catch::Contains("2 missing tensors") &&
+                                        Catch::Contains("encoder.layer.1.output.dense.weight") &&
+                                        Catch::Contains("embeddings.LayerNorm.bias") &&
+                                        Catch::Contains("2 shape mismatches") &&
+                                        Catch::Contains("encoder.layer.0.intermediate.dense.weight: expected [37, 32], "
+                                                        "got [36, 32]") &&
+                                        Catch::Contains("embeddings.word_embeddings.weight: expected [99, 32], got [98, "
+                                                        "32]"));
+
+  // Nothing is copied when the checkpoint does not fit.
+  Bert model(load_bert_config(dir / "config.json"));
+  const auto before = model->embeddings->word_embeddings->weight.clone();
+  CHECK_THROWS_AS(load_bert_weights(model, tensors), invalid_input);
+  CHECK(torch::equal(model->embeddings->word_embeddings->weight, before));
+
+  // A config with fewer layers than the checkpoint: the extra layer is named.
+  auto cfg = load_bert_config(dir / "config.json");
+  cfg.num_hidden_layers = 1;
+  Bert shallow(cfg);
+  CHECK_THROWS_WITH(load_bert_weights(shallow, load_checkpoint(dir)),
+                    Catch::Contains("unexpected tensors") && Catch::Contains("encoder.layer.1.attention.self.query.weight"));
+}
+
+TEST_CASE("config.json: unknown model types and unsupported settings are rejected by name", "[checkpoint]") {
+  const auto dir = scratch_dir() / "configs";
+  const auto config = dir / "config.json";
+  SECTION("unknown model_type") {
+    write_config(dir, {{"model_type", "gpt_neox"}, {"hidden_size", 32}});
+    CHECK_THROWS_WITH(load_bert(dir), Catch::Contains("model_type \"gpt_neox\" is not supported") &&
+                                          Catch::Contains(config.string()));
+  }
+  SECTION("unknown architecture") {
+    write_config(dir, {{"architectures", json::array({"RobertaModel"})}});
+    CHECK_THROWS_WITH(load_bert_config(config), Catch::Contains("architecture \"RobertaModel\""));
+  }
+  SECTION("another activation") {
+    write_config(dir, {{"model_type", "bert"}, {"hidden_act", "relu"}});
+    CHECK_THROWS_WITH(load_bert_config(config), Catch::Contains("hidden_act \"relu\" is not supported"));
+  }
+  SECTION("relative position embeddings") {
+    write_config(dir, {{"model_type", "bert"}, {"position_embedding_type", "relative_key"}});
+    CHECK_THROWS_WITH(load_bert_config(config), Catch::Contains("position_embedding_type \"relative_key\""));
+  }
+  SECTION("a field of the wrong type") {
+    write_config(dir, {{"model_type", "bert"}, {"hidden_size", "big"}});
+    CHECK_THROWS_WITH(load_bert_config(config), Catch::Contains("\"hidden_size\" must be an integer"));
+  }
+  SECTION("heads that do not divide the width") {
+    write_config(dir, {{"model_type", "bert"}, {"hidden_size", 30}, {"num_attention_heads", 4}});
+    CHECK_THROWS_WITH(load_bert_config(config), Catch::Contains("hidden_size 30 is not a multiple"));
+  }
+  SECTION("missing fields keep BertConfig's defaults; written configs read back equal") {
+    write_config(dir, {{"model_type", "bert"}, {"hidden_size", 64}, {"num_attention_heads", 4}, {"layer_norm_eps", 1e-6}});
+    const auto cfg = load_bert_config(config);
+    CHECK(cfg.hidden_size == 64);
+    CHECK(cfg.num_attention_heads == 4);
+    CHECK(cfg.layer_norm_eps == 1e-6);
+    CHECK(cfg.vocab_size == BertConfig{}.vocab_size);
+    CHECK(cfg.num_hidden_layers == BertConfig{}.num_hidden_layers);
+    save_bert_config(cfg, config);
+    CHECK(same_config(load_bert_config(config), cfg));
+  }
+}
