@@ -68,6 +68,16 @@ private:
   c10::Allocator* base_;
 };
 
+#ifdef CONTACCUM_WITH_CUDA
+// The caching allocator's "allocated bytes" statistic. The stat types moved between
+// namespaces across LibTorch 2.x; `auto` and index 0 (StatType::AGGREGATE in every
+// version) keep this version-independent.
+inline auto cuda_allocated_bytes(const torch::Device& device) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
+  return stats.allocated_bytes[0];
+}
+#endif
+
 }  // namespace detail
 
 /// \brief Process-wide peak-memory meter for CPU and CUDA devices.
@@ -99,7 +109,7 @@ public:
   /// \brief Bytes held now by tensors allocated since install() (CPU) or by the caching allocator (CUDA).
   static int64_t current_bytes(const torch::Device& device = torch::kCPU) {
 #ifdef CONTACCUM_WITH_CUDA
-    if (device.is_cuda()) return cuda_stat(device).current;
+    if (device.is_cuda()) return detail::cuda_allocated_bytes(device).current;
 #endif
     (void)device;
     return detail::cpu_counters().current.load();
@@ -107,7 +117,7 @@ public:
   /// \brief High-water mark since the last reset_peak().
   static int64_t peak_bytes(const torch::Device& device = torch::kCPU) {
 #ifdef CONTACCUM_WITH_CUDA
-    if (device.is_cuda()) return cuda_stat(device).peak;
+    if (device.is_cuda()) return detail::cuda_allocated_bytes(device).peak;
 #endif
     (void)device;
     return detail::cpu_counters().peak.load();
@@ -123,13 +133,6 @@ public:
     detail::cpu_counters().peak.store(detail::cpu_counters().current.load());
   }
 
-private:
-#ifdef CONTACCUM_WITH_CUDA
-  static c10::CachingAllocator::Stat cuda_stat(const torch::Device& device) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
-    return stats.allocated_bytes[static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
-  }
-#endif
 };
 
 }  // namespace contaccum
