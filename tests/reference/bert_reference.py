@@ -18,9 +18,13 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
 from transformers import BertConfig, BertModel  # noqa: E402
+from transformers.utils import logging  # noqa: E402
+
+logging.disable_progress_bar()
 
 CASES = {
     "h32_l2": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,

@@ -45,7 +45,7 @@ bool same_bytes(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 std::string dtype_name(const torch::Tensor& t) {
-  const auto* d = detail::find_safetensors_dtype(t.scalar_type());
+  const auto* d = contaccum::detail::find_safetensors_dtype(t.scalar_type());
   return d ? std::string(d->name) : "?";
 }
 
@@ -120,7 +120,7 @@ void check_rejected(const std::string& name, const std::string& bytes, const std
 
 TEST_CASE("safetensors round trip keeps every dtype, 0-d and empty tensors bit for bit", "[checkpoint]") {
   const auto tensors = sample_tensors();
-  REQUIRE(tensors.size() == detail::safetensors_dtypes.size() + 3);
+  REQUIRE(tensors.size() == contaccum::detail::safetensors_dtypes.size() + 3);
   const auto file = scratch_dir() / "round_trip.safetensors";
   save_safetensors(file, tensors, {{"format", "pt"}, {"note", "round trip"}});
 
