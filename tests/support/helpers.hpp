@@ -6,9 +6,25 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 namespace test {
+
+// A fresh-enough scratch folder under the system temp directory.
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / name;
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// Runs tests/reference/<script> with the project's virtualenv Python; true on exit 0.
+inline bool run_python_reference(const std::string& script, const std::string& args) {
+  const auto cmd = std::string(CONTACCUM_PYTHON) + " " + CONTACCUM_TEST_DIR + "/reference/" + script + " " + args;
+  return std::system(cmd.c_str()) == 0;
+}
 
 inline contaccum::BertConfig tiny_bert(double dropout = 0.1) {
   return {.vocab_size = 120, .hidden_size = 32, .num_hidden_layers = 2, .num_attention_heads = 4,

@@ -4,6 +4,8 @@
 // checkpoint or config that does not fit is rejected with every problem named.
 #include <catch2/catch.hpp>
 
+#include "support/helpers.hpp"
+
 #include <contaccum/checkpoint/load_bert.hpp>
 #include <contaccum/detail/config_io.hpp>
 
@@ -21,16 +23,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch_dir() {
-  const auto dir = fs::temp_directory_path() / "contaccum_bert_parity";
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch_dir() { return test::scratch_dir("contaccum_bert_parity"); }
 
-void run_reference(const std::string& args) {
-  const auto cmd = std::string(CONTACCUM_PYTHON) + " " + CONTACCUM_TEST_DIR + "/reference/bert_reference.py " + args;
-  REQUIRE(std::system(cmd.c_str()) == 0);
-}
+void run_reference(const std::string& args) { REQUIRE(test::run_python_reference("bert_reference.py", args)); }
 
 // The transformers models and their outputs, made once per test run.
 const json& reference_cases() {

@@ -61,13 +61,10 @@ void check_against_reference(const Case& c) {
                      model->passages.grad().slice(0, pf + n_total, pf + n_total * (1 + c.m)).clone()});
   }
 
-  const auto dir = std::filesystem::temp_directory_path() / "contaccum_reference";
-  std::filesystem::create_directories(dir);
+  const auto dir = test::scratch_dir("contaccum_reference");
   const auto in = dir / (std::string(c.name) + ".in.json"), out = dir / (std::string(c.name) + ".out.json");
   std::ofstream(in) << spec.dump();
-  const auto cmd = std::string(CONTACCUM_PYTHON) + " " + CONTACCUM_TEST_DIR + "/reference/contaccum_reference.py " +
-                   in.string() + " " + out.string();
-  REQUIRE(std::system(cmd.c_str()) == 0);
+  REQUIRE(test::run_python_reference("contaccum_reference.py", in.string() + " " + out.string()));
   const auto ref = json::parse(std::ifstream(out));
   REQUIRE(ref["steps"].size() == static_cast<size_t>(steps));
 

@@ -3,6 +3,8 @@
 // and a clear invalid_input (file name + problem) for every kind of corrupt file.
 #include <catch2/catch.hpp>
 
+#include "support/helpers.hpp"
+
 #include <contaccum/checkpoint/safetensors.hpp>
 
 #include <nlohmann/json.hpp>
@@ -25,17 +27,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch_dir() {
-  const auto dir = fs::temp_directory_path() / "contaccum_safetensors";
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch_dir() { return test::scratch_dir("contaccum_safetensors"); }
 
-void run_reference(const std::string& args) {
-  const auto cmd = std::string(CONTACCUM_PYTHON) + " " + CONTACCUM_TEST_DIR + "/reference/safetensors_reference.py " +
-                   args;
-  REQUIRE(std::system(cmd.c_str()) == 0);
-}
+void run_reference(const std::string& args) { REQUIRE(test::run_python_reference("safetensors_reference.py", args)); }
 
 // Same dtype, same shape, same bytes (NaN payloads and -0.0 included).
 bool same_bytes(const torch::Tensor& a, const torch::Tensor& b) {
