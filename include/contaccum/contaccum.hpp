@@ -14,6 +14,9 @@
 #include <contaccum/checkpoint/load_bert.hpp>
 #include <contaccum/pooling/cls.hpp>
 #include <contaccum/pooling/mean.hpp>
+#include <contaccum/pooling/last_token.hpp>
+#include <contaccum/pooling/max.hpp>
+#include <contaccum/pooling/normalized.hpp>
 #include <contaccum/loss/similarity.hpp>
 #include <contaccum/loss/info_nce.hpp>
 #include <contaccum/bank/ring_buffer.hpp>
