@@ -1,5 +1,6 @@
-// Must NOT compile: a memory bank is not an accumulation strategy. The build log must
-// carry the banner "contaccum: Trainer's second parameter must satisfy Strategy".
+// Must NOT compile: a memory bank is not an accumulation strategy. The assertion is the
+// Trainer's static_assert: ctest (compile_fail.wrong_strategy) builds this file and passes
+// only if the log carries "contaccum: Trainer's second parameter must satisfy Strategy".
 #include <contaccum/contaccum.hpp>
 
 int main() {

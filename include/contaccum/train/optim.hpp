@@ -67,12 +67,13 @@ inline void set_learning_rate(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }
 
-/// \brief L2 norm of the gradients of `params` (parameters without a gradient count 0).
+/// \brief L2 norm of the gradients of `params` (parameters without a gradient count 0),
+///        with a single device-to-host read.
 [[nodiscard]] inline double grad_norm(const std::vector<torch::Tensor>& params) {
-  double sq = 0;
+  std::vector<torch::Tensor> norms;
   for (const auto& p : params)
-    if (p.grad().defined()) sq += p.grad().detach().to(torch::kDouble).pow(2).sum().item<double>();
-  return std::sqrt(sq);
+    if (p.grad().defined()) norms.push_back(p.grad().detach().to(torch::kDouble).norm());
+  return norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
 }
 
 }  // namespace contaccum
