@@ -7,15 +7,17 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <unistd.h>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 namespace test {
 
-// A fresh-enough scratch folder under the system temp directory.
+// A scratch folder under the system temp directory, private to this process: ctest runs
+// test cases as parallel processes, which must not read each other's half-written files.
 inline std::filesystem::path scratch_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / name;
+  const auto dir = std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return dir;
 }
