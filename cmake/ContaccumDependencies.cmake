@@ -14,6 +14,15 @@ endif()
 if(NOT TARGET Boost::headers)
   find_dependency(Boost 1.75 CONFIG COMPONENTS headers)  # 1.75+ ships Boost.PFR
 endif()
+# Tokenizers: ICU for Unicode properties, case mapping and normalisation forms; PCRE2 for
+# the byte-level pre-tokenizer's split pattern (Unicode classes and a lookahead).
+if(NOT TARGET ICU::uc)
+  find_dependency(ICU 60 COMPONENTS uc)
+endif()
+if(NOT TARGET PkgConfig::PCRE2)
+  find_dependency(PkgConfig)
+  pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET GLOBAL libpcre2-8)
+endif()
 # CUDA-enabled LibTorch: turn on the CUDA memory statistics and RNG paths.
 if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
   set(CONTACCUM_WITH_CUDA ON)

@@ -8,10 +8,16 @@
 #include <contaccum/data/batch.hpp>
 #include <contaccum/data/synthetic.hpp>
 #include <contaccum/encoders/bert.hpp>
+#include <contaccum/encoders/gpt_neox.hpp>
 #include <contaccum/encoders/dual_encoder.hpp>
 #include <contaccum/checkpoint/safetensors.hpp>
 #include <contaccum/checkpoint/hf_config.hpp>
 #include <contaccum/checkpoint/load_bert.hpp>
+#include <contaccum/checkpoint/gpt_neox_config.hpp>
+#include <contaccum/checkpoint/load_gpt_neox.hpp>
+#include <contaccum/tokenizers/tokenizers.hpp>
+#include <contaccum/encoders/embed.hpp>
+#include <contaccum/checkpoint/sentence_transformers.hpp>
 #include <contaccum/pooling/cls.hpp>
 #include <contaccum/pooling/mean.hpp>
 #include <contaccum/pooling/last_token.hpp>

@@ -5,6 +5,7 @@
 ///        loading is a name-for-name copy after undoing the two historical spellings
 ///        (a "bert." prefix, LayerNorm.gamma/beta); heads we do not have are skipped.
 
+#include <contaccum/checkpoint/detail/assign_tensors.hpp>
 #include <contaccum/checkpoint/hf_config.hpp>
 #include <contaccum/checkpoint/safetensors.hpp>
 #include <contaccum/detail/error.hpp>
@@ -14,7 +15,6 @@
 
 #include <filesystem>
 #include <map>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -40,28 +40,15 @@ namespace detail {
   return name.starts_with("pooler.") || name == "embeddings.position_ids" || name == "embeddings.token_type_ids";
 }
 
-// "[a, b]" for a shape.
-[[nodiscard]] inline std::string shape_string(c10::IntArrayRef shape) {
-  std::ostringstream os;
-  os << shape;
-  return os.str();
-}
-
 /// \brief Checkpoint names mapped to our Bert's parameter names: a "bert." prefix is
 ///        dropped (everything outside it is a task head: cls.*, classifier.*, ...), and
 ///        LayerNorm.gamma/beta become weight/bias. Entries that belong to no parameter of
 ///        the body (pooler, id buffers) and heads are left out.
-struct BertNameMap {
-  std::map<std::string, std::string> to_source;  // our name -> checkpoint name
-  std::vector<std::string> unexpected;           // body names our Bert has no parameter for
-  std::vector<std::string> duplicated;           // two checkpoint names for one parameter
-};
-
-[[nodiscard]] inline BertNameMap map_bert_names(const std::map<std::string, torch::Tensor>& tensors,
-                                                const std::map<std::string, torch::Tensor>& ours) {
+[[nodiscard]] inline CheckpointNameMap map_bert_names(const std::map<std::string, torch::Tensor>& tensors,
+                                                      const std::map<std::string, torch::Tensor>& ours) {
   bool prefixed = false;
   for (const auto& entry : tensors) prefixed = prefixed || entry.first.starts_with("bert.");
-  BertNameMap m;
+  CheckpointNameMap m;
   for (const auto& entry : tensors) {
     const auto& source = entry.first;
     std::string name = source;
@@ -83,13 +70,6 @@ struct BertNameMap {
   return m;
 }
 
-// "n what: a, b, c" on its own line, or nothing for an empty list.
-inline void list_problems(std::ostringstream& os, const std::vector<std::string>& items, const char* what) {
-  if (items.empty()) return;
-  os << "\n  " << items.size() << " " << what << ":";
-  for (const auto& s : items) os << "\n    " << s;
-}
-
 }  // namespace detail
 
 /// \brief Copies a Hugging Face BERT state dict into `model` (dtype converted, device kept).
@@ -108,37 +88,10 @@ inline void load_bert_weights(Bert& model, const std::map<std::string, torch::Te
   for (const auto& p : model->named_parameters()) ours.emplace(p.key(), p.value());
   for (const auto& b : model->named_buffers()) ours.emplace(b.key(), b.value());
   const auto names = detail::map_bert_names(tensors, ours);
-
-  std::vector<std::string> missing, mismatched;
-  for (const auto& [name, target] : ours) {
-    auto it = names.to_source.find(name);
-    if (it == names.to_source.end()) {
-      missing.push_back(name);
-      continue;
-    }
-    const auto& t = tensors.at(it->second);
-    if (!t.defined()) {
-      mismatched.push_back(detail::cat(it->second, ": undefined tensor"));
-    } else if (t.sizes() != target.sizes()) {
-      mismatched.push_back(detail::cat(it->second, ": expected ", detail::shape_string(target.sizes()), ", got ",
-                                       detail::shape_string(t.sizes())));
-    } else if (!t.is_floating_point()) {
-      mismatched.push_back(detail::cat(it->second, ": dtype ", t.scalar_type(), " is not a floating type"));
-    }
-  }
-  if (!missing.empty() || !mismatched.empty() || !names.unexpected.empty() || !names.duplicated.empty()) {
-    const auto& c = model->config();
-    std::ostringstream os;
-    os << "contaccum: " << source << " does not fit Bert(hidden_size " << c.hidden_size << ", "
-       << c.num_hidden_layers << " layers, vocab_size " << c.vocab_size << "):";
-    detail::list_problems(os, missing, "missing tensors");
-    detail::list_problems(os, mismatched, "shape mismatches");
-    detail::list_problems(os, names.unexpected, "unexpected tensors");
-    detail::list_problems(os, names.duplicated, "tensors given twice");
-    throw invalid_input(os.str());
-  }
-  torch::NoGradGuard no_grad;
-  for (auto& [name, target] : ours) target.copy_(tensors.at(names.to_source.at(name)));
+  const auto& c = model->config();
+  detail::assign_checkpoint_tensors(ours, tensors, names, source,
+                                    detail::cat("Bert(hidden_size ", c.hidden_size, ", ", c.num_hidden_layers,
+                                                " layers, vocab_size ", c.vocab_size, ")"));
 }
 
 /// \brief A Bert from a Hugging Face model folder (config.json + safetensors weights),

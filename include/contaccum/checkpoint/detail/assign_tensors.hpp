@@ -1,0 +1,87 @@
+#pragma once
+/// \file
+/// \brief Shared by the checkpoint loaders: copying a state dict into a model's parameters
+///        all or nothing, with one error that lists every problem at once.
+///
+/// A loader first maps checkpoint names to the model's names (its own spelling rules:
+/// prefixes, old names, heads to skip) into a CheckpointNameMap; assign_checkpoint_tensors
+/// then checks every target and copies only when nothing is wrong.
+
+#include <contaccum/detail/error.hpp>
+
+#include <torch/torch.h>
+
+#include <map>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace contaccum::detail {
+
+/// \brief Checkpoint names matched to a model's parameter names by a loader's rules.
+struct CheckpointNameMap {
+  std::map<std::string, std::string> to_source;  // our name -> checkpoint name
+  std::vector<std::string> unexpected;           // body names the model has no parameter for
+  std::vector<std::string> duplicated;           // two checkpoint names for one parameter
+};
+
+// "[a, b]" for a shape.
+[[nodiscard]] inline std::string shape_string(c10::IntArrayRef shape) {
+  std::ostringstream os;
+  os << shape;
+  return os.str();
+}
+
+// "n what: a, b, c" on its own line, or nothing for an empty list.
+inline void list_problems(std::ostringstream& os, const std::vector<std::string>& items, const char* what) {
+  if (items.empty()) return;
+  os << "\n  " << items.size() << " " << what << ":";
+  for (const auto& s : items) os << "\n    " << s;
+}
+
+/// \brief Copies `tensors[names.to_source[name]]` into every `targets[name]` (dtype
+///        converted, device kept), or throws one invalid_input and copies nothing.
+///
+/// The error starts "contaccum: <source> does not fit <model>:" and lists every missing
+/// tensor, shape mismatch ("name: expected [a, b], got [c, d]"), non-floating tensor,
+/// unexpected and duplicated name; `notes` (hints for the user) follow the lists.
+inline void assign_checkpoint_tensors(const std::map<std::string, torch::Tensor>& targets,
+                                      const std::map<std::string, torch::Tensor>& tensors,
+                                      const CheckpointNameMap& names, std::string_view source,
+                                      std::string_view model, const std::vector<std::string>& notes = {}) {
+  std::vector<std::string> missing, mismatched;
+  for (const auto& [name, target] : targets) {
+    auto it = names.to_source.find(name);
+    if (it == names.to_source.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    const auto& t = tensors.at(it->second);
+    if (!t.defined()) {
+      mismatched.push_back(cat(it->second, ": undefined tensor"));
+    } else if (t.sizes() != target.sizes()) {
+      mismatched.push_back(
+          cat(it->second, ": expected ", shape_string(target.sizes()), ", got ", shape_string(t.sizes())));
+    } else if (!t.is_floating_point()) {
+      mismatched.push_back(cat(it->second, ": dtype ", t.scalar_type(), " is not a floating type"));
+    }
+  }
+  if (!missing.empty() || !mismatched.empty() || !names.unexpected.empty() || !names.duplicated.empty()) {
+    std::ostringstream os;
+    os << "contaccum: " << source << " does not fit " << model << ":";
+    list_problems(os, missing, "missing tensors");
+    list_problems(os, mismatched, "shape mismatches");
+    list_problems(os, names.unexpected, "unexpected tensors");
+    list_problems(os, names.duplicated, "tensors given twice");
+    for (const auto& note : notes) os << "\n  " << note;
+    throw invalid_input(os.str());
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, target] : targets) {
+    auto t = target;  // a handle on the parameter's storage
+    t.copy_(tensors.at(names.to_source.at(name)));
+  }
+}
+
+}  // namespace contaccum::detail

@@ -1,0 +1,168 @@
+#pragma once
+/// \file
+/// \brief sentence-transformers directories: read the pooling set-up of a model
+///        (modules.json, 1_Pooling/config.json, sentence_bert_config.json), check that it
+///        is the pooling reader the user compiled in, and export a trained BERT-family
+///        encoder so `SentenceTransformer(dir)` loads it with the same embeddings.
+///
+/// \code
+/// using Reader = contaccum::Normalized<contaccum::MeanPooling>;
+/// auto st = contaccum::read_sentence_transformer_config("models/all-MiniLM-L6-v2");
+/// contaccum::require_pooling<Reader>(st);            // error if the folder says otherwise
+/// contaccum::save_sentence_transformer<Reader>(bert, "models/all-MiniLM-L6-v2", "out/model");
+/// \endcode
+
+#include <contaccum/checkpoint/load_bert.hpp>
+#include <contaccum/detail/error.hpp>
+#include <contaccum/pooling/cls.hpp>
+#include <contaccum/pooling/last_token.hpp>
+#include <contaccum/pooling/max.hpp>
+#include <contaccum/pooling/mean.hpp>
+#include <contaccum/pooling/normalized.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+
+namespace contaccum {
+
+/// \brief What a sentence-transformers folder says about reading out embeddings.
+struct SentenceTransformerConfig {
+  std::string pooling_mode = "mean";  ///< "mean", "cls", "max" or "lasttoken"
+  bool normalize = false;             ///< a Normalize module follows the pooling
+  int64_t max_seq_length = 256;       ///< tokens per text, specials included
+  int64_t embedding_dimension = 0;
+};
+
+namespace detail {
+
+/// \brief sentence-transformers' name of each pooling reader.
+template <class P> struct st_pooling;
+template <> struct st_pooling<MeanPooling> { static constexpr std::string_view mode = "mean"; static constexpr bool normalize = false; };
+template <> struct st_pooling<ClsPooling> { static constexpr std::string_view mode = "cls"; static constexpr bool normalize = false; };
+template <> struct st_pooling<MaxPooling> { static constexpr std::string_view mode = "max"; static constexpr bool normalize = false; };
+template <> struct st_pooling<LastTokenPooling> { static constexpr std::string_view mode = "lasttoken"; static constexpr bool normalize = false; };
+template <class P> struct st_pooling<Normalized<P>> { static constexpr std::string_view mode = st_pooling<P>::mode; static constexpr bool normalize = true; };
+
+inline nlohmann::json read_json(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  require(static_cast<bool>(in), "cannot open ", p.string());
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw invalid_input(cat("contaccum: ", p.string(), " is not valid JSON: ", e.what()));
+  }
+}
+
+inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) {
+  std::ofstream out(p, std::ios::binary);
+  require(static_cast<bool>(out), "cannot write ", p.string());
+  out << j.dump(2) << "\n";
+}
+
+}  // namespace detail
+
+/// \brief Reads modules.json and the pooling / Normalize modules it lists. Both the classic
+///        layout (pooling_mode_mean_tokens flags) and sentence-transformers 6's
+///        (`pooling_mode: "mean"`) are read. Modules other than Transformer, Pooling and
+///        Normalize (Dense, LayerNorm, ...) are refused with their name.
+[[nodiscard]] inline SentenceTransformerConfig read_sentence_transformer_config(const std::filesystem::path& dir) {
+  SentenceTransformerConfig c;
+  const auto modules_file = dir / "modules.json";
+  detail::require(std::filesystem::exists(modules_file), dir.string(),
+                  " is not a sentence-transformers folder (no modules.json)");
+  const auto modules = detail::read_json(modules_file);
+  const std::string where = modules_file.string();
+  detail::require(modules.is_array(), where, ": must be a list of modules");
+  bool seen_pooling = false;
+  for (std::size_t i = 0; i < modules.size(); ++i) {
+    const std::string type = modules[i].value("type", "");
+    const std::string path = modules[i].value("path", "");
+    auto is = [&](std::string_view name) { return type.ends_with(name); };
+    if (is(".Transformer")) {
+      const auto cfg = dir / path / "sentence_bert_config.json";
+      if (std::filesystem::exists(cfg)) c.max_seq_length = detail::read_json(cfg).value("max_seq_length", c.max_seq_length);
+    } else if (is(".Pooling")) {
+      const auto cfg_file = dir / path / "config.json";
+      const auto p = detail::read_json(cfg_file);
+      c.embedding_dimension = p.value("word_embedding_dimension", p.value("embedding_dimension", int64_t{0}));
+      std::vector<std::string> modes;
+      if (p.contains("pooling_mode") && p["pooling_mode"].is_string()) {
+        modes.push_back(p["pooling_mode"].get<std::string>());
+      } else {
+        for (const auto& [flag, mode] : {std::pair{"pooling_mode_mean_tokens", "mean"}, {"pooling_mode_cls_token", "cls"},
+                                         {"pooling_mode_max_tokens", "max"}, {"pooling_mode_lasttoken", "lasttoken"},
+                                         {"pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len_tokens"},
+                                         {"pooling_mode_weightedmean_tokens", "weightedmean"}})
+          if (p.value(flag, false)) modes.emplace_back(mode);
+      }
+      detail::require(modes.size() == 1, cfg_file.string(), ": exactly one pooling mode must be set, found ", modes.size());
+      c.pooling_mode = modes.front();
+      detail::require(c.pooling_mode == "mean" || c.pooling_mode == "cls" || c.pooling_mode == "max" ||
+                          c.pooling_mode == "lasttoken",
+                      cfg_file.string(), ": pooling mode '", c.pooling_mode,
+                      "' has no contaccum reader (mean, cls, max, lasttoken)");
+      seen_pooling = true;
+    } else if (is(".Normalize")) {
+      c.normalize = true;
+    } else {
+      throw invalid_input(detail::cat("contaccum: ", where, ": module ", i, " has type '", type,
+                                      "', which contaccum does not implement (Transformer, Pooling, Normalize)"));
+    }
+  }
+  detail::require(seen_pooling, where, ": no Pooling module");
+  return c;
+}
+
+/// \brief Checks that pooling reader `P` is the one the folder describes.
+template <Pooler P>
+void require_pooling(const SentenceTransformerConfig& c, const std::string& where = "sentence-transformers folder") {
+  detail::require(c.pooling_mode == detail::st_pooling<P>::mode && c.normalize == detail::st_pooling<P>::normalize,
+                  where, " pools with '", c.pooling_mode, "'", c.normalize ? " + Normalize" : "",
+                  " but the reader compiled in is '", detail::st_pooling<P>::mode, "'",
+                  detail::st_pooling<P>::normalize ? " + Normalize" : "");
+}
+
+/// \brief Writes a sentence-transformers folder: the BERT checkpoint (save_bert), the
+///        tokenizer files copied from `tokenizer_dir`, modules.json, 1_Pooling/config.json
+///        for reader `P`, 2_Normalize when `P` normalises, sentence_bert_config.json.
+///        The classic layout is written, which sentence-transformers 2 to 6 all read.
+template <Pooler P>
+void save_sentence_transformer(const Bert& model, const std::filesystem::path& tokenizer_dir,
+                               const std::filesystem::path& dir, int64_t max_seq_length = 256) {
+  namespace fs = std::filesystem;
+  save_bert(model, dir);
+  bool copied = false;
+  for (const auto* name : {"tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"}) {
+    if (fs::exists(tokenizer_dir / name)) {
+      if (!fs::equivalent(tokenizer_dir, dir)) fs::copy_file(tokenizer_dir / name, dir / name, fs::copy_options::overwrite_existing);
+      copied = true;
+    }
+  }
+  detail::require(copied, tokenizer_dir.string(), " has no tokenizer files (tokenizer.json or vocab.txt)");
+  using names = detail::st_pooling<P>;
+  nlohmann::json modules = nlohmann::json::array();
+  modules.push_back({{"idx", 0}, {"name", "0"}, {"path", ""}, {"type", "sentence_transformers.models.Transformer"}});
+  modules.push_back({{"idx", 1}, {"name", "1"}, {"path", "1_Pooling"}, {"type", "sentence_transformers.models.Pooling"}});
+  if (names::normalize) {
+    modules.push_back({{"idx", 2}, {"name", "2"}, {"path", "2_Normalize"}, {"type", "sentence_transformers.models.Normalize"}});
+    fs::create_directories(dir / "2_Normalize");
+  }
+  detail::write_json(dir / "modules.json", modules);
+  fs::create_directories(dir / "1_Pooling");
+  detail::write_json(dir / "1_Pooling" / "config.json",
+                     {{"word_embedding_dimension", model->hidden_size()},
+                      {"pooling_mode_cls_token", names::mode == "cls"},
+                      {"pooling_mode_mean_tokens", names::mode == "mean"},
+                      {"pooling_mode_max_tokens", names::mode == "max"},
+                      {"pooling_mode_mean_sqrt_len_tokens", false},
+                      {"pooling_mode_lasttoken", names::mode == "lasttoken"}});
+  detail::write_json(dir / "sentence_bert_config.json", {{"max_seq_length", max_seq_length}, {"do_lower_case", false}});
+  detail::write_json(dir / "config_sentence_transformers.json",
+                     {{"similarity_fn_name", names::normalize ? "cosine" : "dot"}});
+}
+
+}  // namespace contaccum

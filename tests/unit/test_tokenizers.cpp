@@ -1,0 +1,231 @@
+// Tokenizers against the Hugging Face tokenizers library, id for id, on real English text:
+// lines of apt's package descriptions (data/debian, made by scripts/setup.sh) plus the
+// hand-written edge cases in tests/fixtures/tokenizer_edge_cases.txt. WordPiece uses
+// all-MiniLM-L6-v2's files (models/, also from setup); the byte-level BPE tokenizer.json is
+// trained by the tokenizers library on the same lines (no GPT-NeoX tokenizer is packaged
+// offline), with NFC and added tokens that exercise lstrip / rstrip / single_word.
+#include <catch2/catch.hpp>
+
+#include "support/helpers.hpp"
+
+#include <contaccum/tokenizers/tokenizers.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using namespace contaccum;
+using namespace contaccum::tokenizers;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+const fs::path project_dir = fs::path(CONTACCUM_TEST_DIR).parent_path();
+const fs::path minilm_dir = project_dir / "models" / "all-MiniLM-L6-v2";
+
+fs::path scratch() { return test::scratch_dir("contaccum_tokenizers"); }
+
+void reference(const std::string& args) { REQUIRE(test::run_python_reference("tokenizer_reference.py", args)); }
+
+std::vector<std::string> read_lines(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// The test text, made once per process: >= 10k description lines + edge cases.
+const fs::path& text_file() {
+  static const fs::path path = [] {
+    const auto translation = project_dir / "data" / "debian" / "Translation-en";
+    INFO("run scripts/setup.sh: it puts apt's package descriptions in " << translation);
+    REQUIRE(fs::exists(translation));
+    const auto lines = scratch() / "lines.txt";
+    reference("lines " + translation.string() + " " + lines.string() + " 12000");
+    const auto all = scratch() / "all.txt";
+    std::ofstream out(all, std::ios::binary);
+    out << std::ifstream(lines, std::ios::binary).rdbuf();
+    out << std::ifstream(fs::path(CONTACCUM_TEST_DIR) / "fixtures" / "tokenizer_edge_cases.txt", std::ios::binary).rdbuf();
+    return all;
+  }();
+  return path;
+}
+
+const fs::path& bpe_json() {
+  static const fs::path path = [] {
+    const auto dir = scratch() / "bpe";
+    reference("train-bpe " + (scratch() / "lines.txt").string() + " " + dir.string());
+    return dir / "tokenizer.json";
+  }();
+  (void)text_file();
+  return path;
+}
+
+std::vector<std::vector<int64_t>> reference_ids(const fs::path& tokenizer, std::size_t max_length = 0) {
+  const auto out = scratch() / ("ids_" + std::to_string(std::hash<std::string>{}(tokenizer.string())) + "_" +
+                                std::to_string(max_length) + ".json");
+  reference("encode " + tokenizer.string() + " " + text_file().string() + " " + out.string() +
+            (max_length ? " " + std::to_string(max_length) : ""));
+  return json::parse(std::ifstream(out)).get<std::vector<std::vector<int64_t>>>();
+}
+
+template <class T>
+void require_same_ids(const T& tok, const fs::path& ref_tokenizer, std::size_t max_length = 0) {
+  const auto lines = read_lines(text_file());
+  const auto ref = reference_ids(ref_tokenizer, max_length);
+  REQUIRE(lines.size() >= 10000);
+  REQUIRE(ref.size() == lines.size());
+  std::size_t mismatches = 0, tokens = 0;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const auto ids = tok.encode(lines[i], {.add_special_tokens = true, .max_length = max_length});
+    tokens += ids.size();
+    if (ids != ref[i]) {
+      if (mismatches < 5) {
+        std::string ours, theirs;
+        for (const auto id : ids) ours += tok.id_to_token(id) + " ";
+        for (const auto id : ref[i]) theirs += tok.id_to_token(id) + " ";
+        UNSCOPED_INFO("line " << i << ": " << lines[i] << "\n  ours: " << ours << "\n  HF:   " << theirs);
+      }
+      ++mismatches;
+    }
+  }
+  CHECK(mismatches == 0);
+  CHECK(tokens > lines.size() * 5);  // the comparison covered real token streams
+}
+
+void require_message(const std::function<void()>& f, const std::string& part) {
+  try {
+    f();
+    FAIL("no error; expected one containing: " << part);
+  } catch (const invalid_input& e) {
+    INFO(e.what());
+    CHECK(std::string(e.what()).find(part) != std::string::npos);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("WordPiece from tokenizer.json gives HF tokenizers' ids on 10k+ real lines", "[tokenizer]") {
+  INFO("all-MiniLM-L6-v2 is installed by scripts/setup.sh into " << minilm_dir);
+  REQUIRE(fs::exists(minilm_dir / "tokenizer.json"));
+  const auto tok = WordPiece::from_tokenizer_json(minilm_dir / "tokenizer.json");
+  CHECK(tok.vocab_size() == 30522);
+  CHECK(tok.pad_id() == 0);
+  require_same_ids(tok, minilm_dir / "tokenizer.json");
+}
+
+TEST_CASE("WordPiece from vocab.txt equals BertWordPieceTokenizer, with truncation", "[tokenizer]") {
+  REQUIRE(fs::exists(minilm_dir / "vocab.txt"));
+  const auto tok = WordPiece::from_vocab_file(minilm_dir / "vocab.txt");
+  require_same_ids(tok, minilm_dir / "vocab.txt");
+  SECTION("truncated to 16 ids, specials included") { require_same_ids(tok, minilm_dir / "vocab.txt", 16); }
+}
+
+TEST_CASE("Byte-level BPE gives HF tokenizers' ids on 10k+ real lines, added tokens included", "[tokenizer]") {
+  const auto tok = ByteLevelBpe::from_tokenizer_json(bpe_json());
+  require_same_ids(tok, bpe_json());
+  SECTION("truncated to 16 ids") { require_same_ids(tok, bpe_json(), 16); }
+  SECTION("decoding returns the text") {
+    std::size_t checked = 0;
+    for (const auto& line : read_lines(text_file())) {
+      bool plain = !line.empty();
+      for (const char c : line) plain = plain && static_cast<unsigned char>(c) < 0x80 && c >= 0x20;
+      if (!plain || line.find('<') != std::string::npos || line.find('[') != std::string::npos) continue;
+      CHECK(tok.decode(tok.encode(line, {.add_special_tokens = false})) == line);
+      ++checked;
+    }
+    CHECK(checked > 5000);
+  }
+}
+
+TEST_CASE("load_tokenizer picks the model from the directory", "[tokenizer]") {
+  const auto wp = load_tokenizer(minilm_dir);
+  CHECK(wp.is_wordpiece());
+  CHECK(wp.encode("Hello world") == std::vector<int64_t>{101, 7592, 2088, 102});
+  const auto bpe = load_tokenizer(bpe_json().parent_path());
+  CHECK_FALSE(bpe.is_wordpiece());
+  const auto only_vocab = scratch() / "only_vocab";
+  fs::create_directories(only_vocab);
+  fs::copy_file(minilm_dir / "vocab.txt", only_vocab / "vocab.txt", fs::copy_options::overwrite_existing);
+  CHECK(load_tokenizer(only_vocab).encode("Hello world") == wp.encode("Hello world"));
+}
+
+TEST_CASE("encode_batch pads right or left and masks the padding", "[tokenizer]") {
+  const auto tok = WordPiece::from_tokenizer_json(minilm_dir / "tokenizer.json");
+  const std::vector<std::string> texts{"a short one", "a somewhat longer sentence about packages", "x"};
+  const auto right = encode_batch(tok, texts);
+  REQUIRE(right.input_ids.sizes() == torch::IntArrayRef{3, 8});
+  CHECK(right.attention_mask.sum(1).equal(torch::tensor({5, 8, 3}, torch::kLong)));
+  for (int64_t i = 0; i < 3; ++i) {
+    const auto ids = tok.encode(texts[static_cast<std::size_t>(i)]);
+    const auto n = static_cast<int64_t>(ids.size());
+    CHECK(right.input_ids[i].slice(0, 0, n).equal(torch::tensor(ids, torch::kLong)));
+    CHECK((right.input_ids[i].slice(0, n) == tok.pad_id()).all().item<bool>());
+  }
+  const auto left = encode_batch(tok, texts, {.padding_side = PaddingSide::left});
+  CHECK(left.input_ids[2].slice(0, 5).equal(torch::tensor(tok.encode("x"), torch::kLong)));
+  CHECK(left.attention_mask[2].equal(torch::tensor({0, 0, 0, 0, 0, 1, 1, 1}, torch::kLong)));
+  const auto rounded = encode_batch(tok, texts, {.max_length = 6, .pad_to_multiple_of = 8});
+  CHECK(rounded.input_ids.size(1) == 8);
+  CHECK(rounded.attention_mask.sum(1).equal(torch::tensor({5, 6, 3}, torch::kLong)));
+  CHECK(rounded.input_ids[1][5].item<int64_t>() == 102);  // [SEP] kept after truncation
+  right.validate("batch");
+}
+
+TEST_CASE("Tokenizer inputs that are wrong give errors naming the file, line or field", "[tokenizer][errors]") {
+  const auto dir = scratch() / "bad";
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+    return dir / name;
+  };
+  require_message([&] { (void)WordPiece::from_vocab_file(dir / "missing.txt"); }, "missing.txt: cannot be opened");
+  const auto bad_utf8 = write("vocab_bad.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\nok\n\xff\xfe broken\n");
+  require_message([&] { (void)WordPiece::from_vocab_file(bad_utf8); }, "vocab_bad.txt:6: vocabulary line is not valid UTF-8");
+  const auto no_unk = write("vocab_nounk.txt", "[CLS]\n[SEP]\nhello\n");
+  require_message([&] { (void)WordPiece::from_vocab_file(no_unk); }, "the unknown token '[UNK]' is not in the vocabulary");
+  require_message([&] { (void)WordPiece::from_vocab_file(write("empty.txt", "")); }, "empty.txt: is empty");
+
+  auto base = json::parse(std::ifstream(bpe_json()));
+  auto variant = [&](const std::string& name, const std::function<void(json&)>& edit) {
+    auto j = base;
+    edit(j);
+    return write(name, j.dump());
+  };
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(write("broken.json", "{\"model\": ")); },
+                  "broken.json is not valid JSON");
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(variant("merge.json", [](json& j) {
+                    j["model"]["merges"][3] = "onlyone";
+                  })); }, "model.merges[3] 'onlyone' is not 'left right'");
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(variant("merge2.json", [](json& j) {
+                    j["model"]["merges"][7] = json::array({"zzqq", "xxyy"});
+                  })); }, "model.merges[7] ('zzqq', 'xxyy') uses a token missing from model.vocab");
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(variant("dropout.json", [](json& j) {
+                    j["model"]["dropout"] = 0.1;
+                  })); }, "model.dropout");
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(variant("pre.json", [](json& j) {
+                    j["pre_tokenizer"] = {{"type", "Whitespace"}};
+                  })); }, "pre_tokenizer.type 'Whitespace' is not supported");
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(variant("norm.json", [](json& j) {
+                    j["normalizer"] = {{"type", "Precompiled"}};
+                  })); }, "normalizer.type 'Precompiled' is not supported");
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(variant("post.json", [](json& j) {
+                    j["post_processor"] = {{"type", "Frobnicate"}};
+                  })); }, "post_processor.type 'Frobnicate' is not supported");
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(variant("wrongmodel.json", [](json& j) {
+                    j["model"]["type"] = "Unigram";
+                  })); }, "model.type is 'Unigram', expected BPE");
+  require_message([&] { (void)load_tokenizer(dir); }, "has neither tokenizer.json nor vocab.txt");
+
+  const auto tok = ByteLevelBpe::from_tokenizer_json(bpe_json());
+  require_message([&] { (void)tok.encode("ok \xC3 then"); }, "text is not valid UTF-8 (byte 4");
+  require_message([&] { (void)tok.encode("overlong \xC0\xAF"); }, "not valid UTF-8");
+  const auto wp = WordPiece::from_tokenizer_json(minilm_dir / "tokenizer.json");
+  require_message([&] { (void)wp.encode("x", {.max_length = 1}); }, "max_length 1 leaves no room for the 2 special tokens");
+  require_message([&] { (void)encode_batch(wp, std::vector<std::string>{""}, {.add_special_tokens = false}); },
+                  "text 0 gives no tokens");
+}
