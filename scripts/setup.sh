@@ -77,3 +77,12 @@ if [ ! -s "$model_dir/model.safetensors" ]; then
   rm -rf "$model_dir.tmp" && cp -r "$pkg_model" "$model_dir.tmp" && mv "$model_dir.tmp" "$model_dir"
 fi
 echo "[setup] model: models/all-MiniLM-L6-v2 ($(du -sh "$model_dir" | cut -f1))"
+
+# The default dataset (docs/data.md): the package descriptions in BEIR format, built by
+# scripts/make_dataset.py (deterministic). Built once; delete data/debian-beir to rebuild.
+beir_dir="$here/data/debian-beir"
+if [ ! -s "$beir_dir/provenance.json" ]; then
+  echo "[setup] dataset: building data/debian-beir from data/debian/Translation-en"
+  "$py" "$here/scripts/make_dataset.py" --source "$text_file" --out "$beir_dir" >/dev/null
+fi
+echo "[setup] dataset: data/debian-beir ($("$py" -c 'import json,sys; c=json.load(open(sys.argv[1]))["counts"]; print(c["corpus"], "passages;", c["train_queries"], "/", c["dev_queries"], "/", c["test_queries"], "train/dev/test queries")' "$beir_dir/provenance.json"))"
