@@ -1,10 +1,32 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their results into docs/ (tables and PNG plots).
 #   bash scripts/bench.sh [--quick]   (--plots-only: redraw the plots from docs/benchmarks.md)
+#   bash scripts/bench.sh --text      tokenizer and embedding throughput -> docs/benchmarks_text.md
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup.sh
+py="$here/.venv/bin/python"
+
+# --text: tokenizers and embedding throughput vs HF tokenizers / sentence-transformers.
+if [ "${1:-}" = "--text" ]; then
+  bash scripts/build.sh --target bench_text
+  run=out/bench_text
+  rm -rf "$run" && mkdir -p "$run" docs/img
+  "$py" tests/reference/tokenizer_reference.py lines data/debian/Translation-en "$run/lines.txt" 12000
+  "$py" tests/reference/tokenizer_reference.py train-bpe "$run/lines.txt" "$run/bpe"
+  args=("$run/lines.txt" models/all-MiniLM-L6-v2 "$run/bpe/tokenizer.json" 1000 3 2)
+  for i in 1 2 3; do
+    echo "[bench] text run $i/3: contaccum"
+    ./build/benchmarks/bench_text "${args[@]}" >> "$run/ours.jsonl"
+    echo "[bench] text run $i/3: reference"
+    "$py" benchmarks/text_reference.py "${args[@]}" 2>/dev/null >> "$run/theirs.jsonl"
+  done
+  "$py" benchmarks/text_report.py "$run" docs/benchmarks_text.md docs/img/text_throughput.dat
+  gnuplot benchmarks/text.gp
+  echo "wrote docs/benchmarks_text.md, docs/img/text_throughput.png"
+  exit 0
+fi
 bash scripts/build.sh --target bench_strategies
 mkdir -p docs/img
 if [ "${1:-}" != "--plots-only" ]; then ./build/benchmarks/bench_strategies "$@"; fi

@@ -57,11 +57,11 @@ const fs::path& text_file() {
 
 const fs::path& bpe_json() {
   static const fs::path path = [] {
+    (void)text_file();  // trains on the lines it writes
     const auto dir = scratch() / "bpe";
     reference("train-bpe " + (scratch() / "lines.txt").string() + " " + dir.string());
     return dir / "tokenizer.json";
   }();
-  (void)text_file();
   return path;
 }
 

@@ -61,8 +61,13 @@ template <Encoder E, Pooler P, tokenizers::Tokenizer T, std::ranges::random_acce
     rows.reserve(end - begin);
     for (std::size_t k = begin; k < end; ++k) rows.push_back(std::move(ids[order[k]]));
     const auto batch = tokenizers::pad_rows(rows, static_cast<int64_t>(tokenizer.pad_id())).to(device);
-    const torch::Tensor pooled = pooler(encoder->forward(batch.input_ids, batch.attention_mask),
-                                        batch.attention_mask);  // (b, H)
+    torch::Tensor pooled;  // (b, H)
+    {
+      // Inference mode skips autograd bookkeeping entirely (version counters, views);
+      // only this batch's temporaries are inference tensors, `out` is an ordinary tensor.
+      c10::InferenceMode inference;
+      pooled = pooler(encoder->forward(batch.input_ids, batch.attention_mask), batch.attention_mask);
+    }
     if (!out.defined()) out = torch::empty({static_cast<int64_t>(n), pooled.size(1)}, pooled.options());
     std::vector<int64_t> rows_at(order.begin() + static_cast<std::ptrdiff_t>(begin),
                                  order.begin() + static_cast<std::ptrdiff_t>(end));
