@@ -44,7 +44,13 @@
 #include <contaccum/strategy/grad_cache.hpp>
 #include <contaccum/strategy/cont_accum.hpp>
 #include <contaccum/adapters/full_fine_tune.hpp>
+#include <contaccum/adapters/bias_only.hpp>
+#include <contaccum/adapters/block_freeze.hpp>
+#include <contaccum/adapters/lora.hpp>
+#include <contaccum/adapters/count.hpp>
+#include <contaccum/checkpoint/peft_adapter.hpp>
 #include <contaccum/compute/memory.hpp>
+#include <contaccum/compute/flops.hpp>
 #include <contaccum/train/optim.hpp>
 #include <contaccum/train/stats.hpp>
 #include <contaccum/train/trainer.hpp>

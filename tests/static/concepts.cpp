@@ -33,6 +33,13 @@ static_assert(!ca::StrategyFor<ca::GradCache<>, ca::Bert, ca::InfoNCE<>>, "strat
 static_assert(!ca::StrategyFor<ca::GradCache<>, Dual, ca::Cosine>, "the loss slot takes a loss");
 static_assert(ca::Adapter<ca::FullFineTune> && ca::AdapterFor<ca::FullFineTune, Dual>);
 static_assert(!ca::Adapter<ca::GradAccum<>>);
+static_assert(ca::Adapter<ca::BiasOnly> && ca::AdapterFor<ca::BiasOnly, Dual> &&
+              ca::AdapterFor<ca::BiasOnly, ca::GptNeox>);
+static_assert(ca::Adapter<ca::BlockFreeze> && ca::AdapterFor<ca::BlockFreeze, Shared> &&
+              ca::AdapterFor<ca::BlockFreeze, ca::DualEncoder<ca::GptNeox, ca::MeanPooling>>);
+static_assert(ca::BlockFreezable<ca::Bert> && ca::BlockFreezable<ca::GptNeox>);
+static_assert(!ca::BlockFreezable<test::LookupBiEncoder>, "a lookup table has no blocks to freeze");
+static_assert(ca::Adapter<ca::LoRA> && ca::AdapterFor<ca::LoRA, Dual> && ca::AdapterFor<ca::LoRA, ca::GptNeox>);
 // ContAccum's bank slot takes a Bank: ContAccum<RingBuffer> would not satisfy its constraint.
 template <class B>
 concept ContAccumAccepts = requires { typename ca::ContAccum<B>; };

@@ -10,6 +10,7 @@
 #include <contaccum/checkpoint/safetensors.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/bert.hpp>
+#include <contaccum/encoders/linear.hpp>
 
 #include <torch/torch.h>
 
@@ -84,8 +85,7 @@ namespace detail {
 /// \endcode
 inline void load_bert_weights(Bert& model, const std::map<std::string, torch::Tensor>& tensors,
                               std::string_view source = "checkpoint") {
-  std::map<std::string, torch::Tensor> ours;
-  for (const auto& p : model->named_parameters()) ours.emplace(p.key(), p.value());
+  auto ours = detail::base_parameters(*model);  // an installed adapter's own tensors are not the checkpoint's
   for (const auto& b : model->named_buffers()) ours.emplace(b.key(), b.value());
   const auto names = detail::map_bert_names(tensors, ours);
   const auto& c = model->config();
@@ -110,17 +110,20 @@ inline void load_bert_weights(Bert& model, const std::map<std::string, torch::Te
 
 /// \brief Writes `model` as a Hugging Face model folder: config.json and model.safetensors
 ///        with Hugging Face's names, loadable by transformers' BertModel.from_pretrained.
+///        A model with LoRA layers must be merged first (merge_lora); adapter tensors are
+///        never written (save them with save_peft_adapter).
 ///
 /// \code
 /// contaccum::save_bert(bert, "out/my-bert");
 /// \endcode
 inline void save_bert(const Bert& model, const std::filesystem::path& dir) {
+  detail::require_branches_merged(*model, "save_bert");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   detail::require(!ec, "cannot create '", dir.string(), "': ", ec.message());
   save_bert_config(model->config(), dir / "config.json");
   std::map<std::string, torch::Tensor> tensors;
-  for (const auto& p : model->named_parameters()) tensors.emplace(p.key(), p.value().detach());
+  for (const auto& [name, p] : detail::base_parameters(*model)) tensors.emplace(name, p.detach());
   // transformers refuses safetensors files whose metadata lacks format "pt".
   save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
 }

@@ -17,6 +17,7 @@
 #include <contaccum/checkpoint/safetensors.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/gpt_neox.hpp>
+#include <contaccum/encoders/linear.hpp>
 
 #include <torch/torch.h>
 
@@ -96,8 +97,7 @@ inline constexpr std::string_view gpt_neox_head_name = "embed_out.weight";
 /// \endcode
 inline void load_gpt_neox_weights(GptNeox& model, const std::map<std::string, torch::Tensor>& tensors,
                                   std::string_view source = "checkpoint", GptNeoxHead head = GptNeoxHead::required) {
-  std::map<std::string, torch::Tensor> ours;
-  for (const auto& p : model->named_parameters()) ours.emplace(p.key(), p.value());
+  auto ours = detail::base_parameters(*model);  // an installed adapter's own tensors are not the checkpoint's
   for (const auto& b : model->named_buffers()) ours.emplace(b.key(), b.value());
   const auto& c = model->config();
   const auto names = detail::map_gpt_neox_names(tensors, ours, c.tie_word_embeddings);
@@ -134,16 +134,19 @@ inline void load_gpt_neox_weights(GptNeox& model, const std::map<std::string, to
 
 /// \brief Writes `model` as a Hugging Face model folder: config.json and model.safetensors
 ///        with GPTNeoXForCausalLM's names, loadable by transformers' from_pretrained.
+///        A model with LoRA layers must be merged first (merge_lora); adapter tensors are
+///        never written (save them with save_peft_adapter).
 ///
 /// \code
 /// contaccum::save_gpt_neox(lm, "out/my-pythia");
 /// \endcode
 inline void save_gpt_neox(const GptNeox& model, const std::filesystem::path& dir) {
+  detail::require_branches_merged(*model, "save_gpt_neox");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   detail::require(!ec, "cannot create '", dir.string(), "': ", ec.message());
   std::map<std::string, torch::Tensor> tensors;
-  for (const auto& p : model->named_parameters()) tensors.emplace(p.key(), p.value().detach());
+  for (const auto& [name, p] : detail::base_parameters(*model)) tensors.emplace(name, p.detach());
   const auto type = model->gpt_neox->embed_in->weight.scalar_type();
   const char* dtype = type == torch::kBFloat16 ? "bfloat16"
                       : type == torch::kHalf   ? "float16"

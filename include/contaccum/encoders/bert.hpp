@@ -5,9 +5,13 @@
 ///        attention.self.query.weight, ...). Random-initialised as BERT is (normal 0.02);
 ///        small configs make it the library's built-in test encoder.
 
+#include <contaccum/detail/error.hpp>
+#include <contaccum/encoders/linear.hpp>
+
 #include <torch/torch.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 namespace contaccum {
@@ -61,9 +65,9 @@ struct BertSelfAttentionImpl : torch::nn::Module {
       : heads(c.num_attention_heads),
         head_size(c.hidden_size / c.num_attention_heads),
         p_drop(c.attention_probs_dropout_prob),
-        query(register_module("query", torch::nn::Linear(c.hidden_size, c.hidden_size))),
-        key(register_module("key", torch::nn::Linear(c.hidden_size, c.hidden_size))),
-        value(register_module("value", torch::nn::Linear(c.hidden_size, c.hidden_size))) {
+        query(register_module("query", AdaptableLinear(c.hidden_size, c.hidden_size))),
+        key(register_module("key", AdaptableLinear(c.hidden_size, c.hidden_size))),
+        value(register_module("value", AdaptableLinear(c.hidden_size, c.hidden_size))) {
     TORCH_CHECK(c.hidden_size % c.num_attention_heads == 0, "contaccum: BertConfig.hidden_size ", c.hidden_size,
                 " is not a multiple of num_attention_heads ", c.num_attention_heads);
   }
@@ -88,21 +92,21 @@ struct BertSelfAttentionImpl : torch::nn::Module {
 
   int64_t heads, head_size;
   double p_drop;
-  torch::nn::Linear query, key, value;
+  AdaptableLinear query, key, value;
 };
 TORCH_MODULE(BertSelfAttention);
 
 // Linear -> dropout -> LayerNorm(residual + .): BERT's "output" blocks.
 struct BertResidualOutputImpl : torch::nn::Module {
   BertResidualOutputImpl(int64_t in, const BertConfig& c)
-      : dense(register_module("dense", torch::nn::Linear(in, c.hidden_size))),
+      : dense(register_module("dense", AdaptableLinear(in, c.hidden_size))),
         LayerNorm(register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size})
                                                                         .eps(c.layer_norm_eps)))),
         dropout(register_module("dropout", torch::nn::Dropout(c.hidden_dropout_prob))) {}
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual) {
     return LayerNorm(dropout(dense(x)) + residual);
   }
-  torch::nn::Linear dense;
+  AdaptableLinear dense;
   torch::nn::LayerNorm LayerNorm;  // NOLINT
   torch::nn::Dropout dropout;
 };
@@ -120,9 +124,9 @@ TORCH_MODULE(BertAttention);
 
 struct BertIntermediateImpl : torch::nn::Module {
   explicit BertIntermediateImpl(const BertConfig& c)
-      : dense(register_module("dense", torch::nn::Linear(c.hidden_size, c.intermediate_size))) {}
+      : dense(register_module("dense", AdaptableLinear(c.hidden_size, c.intermediate_size))) {}
   torch::Tensor forward(const torch::Tensor& x) { return torch::gelu(dense(x)); }  // erf GELU
-  torch::nn::Linear dense;
+  AdaptableLinear dense;
 };
 TORCH_MODULE(BertIntermediate);
 
@@ -176,13 +180,36 @@ public:
                         const torch::Tensor& token_type_ids = {}) {
     auto types = token_type_ids.defined() ? token_type_ids : torch::zeros_like(ids);
     auto keep = mask.to(torch::kBool).view({ids.size(0), 1, 1, ids.size(1)});  // (B, 1, 1, T)
-    auto x = embeddings(ids, types);
-    for (const auto& layer : *encoder->layer) x = layer->as<detail::BertLayer>()->forward(x, keep);
+    const auto& layers = *encoder->layer;
+    const auto first = static_cast<size_t>(first_trainable_layer_.value_or(0));
+    torch::Tensor x;  // (B, T, H)
+    {
+      // The frozen prefix (BlockFreeze): no graph is recorded, so its activations are freed
+      // as soon as the next layer has read them and backward stops at layer `first`.
+      std::optional<torch::NoGradGuard> no_grad;
+      if (first_trainable_layer_) no_grad.emplace();
+      x = embeddings(ids, types);
+      for (size_t i = 0; i < first; ++i) x = layers[i]->as<detail::BertLayer>()->forward(x, keep);
+    }
+    for (size_t i = first; i < layers.size(); ++i) x = layers[i]->as<detail::BertLayer>()->forward(x, keep);
     return x;
   }
 
   [[nodiscard]] int64_t hidden_size() const { return config_.hidden_size; }
   [[nodiscard]] const BertConfig& config() const { return config_; }
+  /// \brief Number of Transformer layers (encoder.layer.*).
+  [[nodiscard]] int64_t num_layers() const { return static_cast<int64_t>(encoder->layer->size()); }
+
+  /// \brief The hook BlockFreeze sets: with a value n, the embeddings and layers [0, n) run
+  ///        under torch::NoGradGuard (no activations kept, no backward work below layer n);
+  ///        std::nullopt (the default) records the whole forward. Outputs are unchanged.
+  ///        Marking parameters frozen is the adapter's job, not this setting's.
+  void set_first_trainable_layer(std::optional<int64_t> n) {
+    detail::require(!n || (*n >= 0 && *n <= num_layers()), "Bert: first_trainable_layer ", n.value_or(-1),
+                    " is outside [0, ", num_layers(), "] (the model has ", num_layers(), " layers)");
+    first_trainable_layer_ = n;
+  }
+  [[nodiscard]] std::optional<int64_t> first_trainable_layer() const { return first_trainable_layer_; }
 
   /// \brief BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm 1/0.
   void reset_parameters() {
@@ -198,6 +225,7 @@ public:
 
 private:
   BertConfig config_;
+  std::optional<int64_t> first_trainable_layer_;
 
 public:
   detail::BertEmbeddings embeddings;

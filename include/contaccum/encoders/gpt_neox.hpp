@@ -13,14 +13,17 @@
 /// its pads, exactly as GPTNeoXModel computes it when no position_ids are passed.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/encoders/linear.hpp>
 
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 
 namespace contaccum {
@@ -143,10 +146,10 @@ struct GptNeoxAttentionImpl : torch::nn::Module {
         p_drop(c.attention_dropout),
         query_key_value(register_module(
             "query_key_value",
-            torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, 3 * c.hidden_size).bias(c.attention_bias)))),
+            AdaptableLinear(torch::nn::LinearOptions(c.hidden_size, 3 * c.hidden_size).bias(c.attention_bias)))),
         dense(register_module(
             "dense",
-            torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.hidden_size).bias(c.attention_bias)))) {}
+            AdaptableLinear(torch::nn::LinearOptions(c.hidden_size, c.hidden_size).bias(c.attention_bias)))) {}
 
   // x: (B, T, H); cos, sin: (T, r); keep: (B, 1, T, T) -> (B, T, H)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
@@ -174,15 +177,15 @@ struct GptNeoxAttentionImpl : torch::nn::Module {
 
   int64_t heads, head_size;
   double p_drop;
-  torch::nn::Linear query_key_value, dense;
+  AdaptableLinear query_key_value, dense;
 };
 TORCH_MODULE(GptNeoxAttention);
 
 struct GptNeoxMlpImpl : torch::nn::Module {
   explicit GptNeoxMlpImpl(const GptNeoxConfig& c)
       : act(gpt_neox_activation(c.hidden_act, "GptNeoxConfig")),
-        dense_h_to_4h(register_module("dense_h_to_4h", torch::nn::Linear(c.hidden_size, c.intermediate_size))),
-        dense_4h_to_h(register_module("dense_4h_to_h", torch::nn::Linear(c.intermediate_size, c.hidden_size))) {}
+        dense_h_to_4h(register_module("dense_h_to_4h", AdaptableLinear(c.hidden_size, c.intermediate_size))),
+        dense_4h_to_h(register_module("dense_4h_to_h", AdaptableLinear(c.intermediate_size, c.hidden_size))) {}
 
   // (B, T, H) -> (B, T, H)
   torch::Tensor forward(const torch::Tensor& x) {
@@ -196,7 +199,7 @@ struct GptNeoxMlpImpl : torch::nn::Module {
   }
 
   GptNeoxActivation act;
-  torch::nn::Linear dense_h_to_4h, dense_4h_to_h;
+  AdaptableLinear dense_h_to_4h, dense_4h_to_h;
 };
 TORCH_MODULE(GptNeoxMlp);
 
@@ -245,17 +248,27 @@ struct GptNeoxBodyImpl : torch::nn::Module {
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(GptNeoxLayer(c));
   }
 
-  // ids, mask: (B, T) -> (B, T, H) after final_layer_norm
+  // ids, mask: (B, T) -> (B, T, H) after final_layer_norm. With first_trainable_layer = n,
+  // embed_in and layers [0, n) run under NoGradGuard (BlockFreeze: no activations kept,
+  // no backward work below layer n).
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask) {
-    auto x = emb_dropout(embed_in(ids));  // (B, T, H)
-    auto [cos, sin] = gpt_neox_rotary_table(ids.size(1), rotary_dims, rotary_base, x.options());  // (T, r)
-    const auto keep = gpt_neox_attention_keep(mask);                                              // (B, 1, T, T)
-    for (const auto& layer : *layers) x = layer->as<GptNeoxLayer>()->forward(x, cos, sin, keep);
+    const auto first = static_cast<size_t>(first_trainable_layer.value_or(0));
+    const auto keep = gpt_neox_attention_keep(mask);  // (B, 1, T, T)
+    torch::Tensor x, cos, sin;                        // (B, T, H); (T, r)
+    {
+      std::optional<torch::NoGradGuard> no_grad;
+      if (first_trainable_layer) no_grad.emplace();
+      x = emb_dropout(embed_in(ids));
+      std::tie(cos, sin) = gpt_neox_rotary_table(ids.size(1), rotary_dims, rotary_base, x.options());
+      for (size_t i = 0; i < first; ++i) x = layers[i]->as<GptNeoxLayer>()->forward(x, cos, sin, keep);
+    }
+    for (size_t i = first; i < layers->size(); ++i) x = layers[i]->as<GptNeoxLayer>()->forward(x, cos, sin, keep);
     return final_layer_norm(x);
   }
 
   int64_t rotary_dims;
   double rotary_base;
+  std::optional<int64_t> first_trainable_layer;  // set through GptNeoxImpl::set_first_trainable_layer
   torch::nn::Embedding embed_in;
   torch::nn::Dropout emb_dropout;
   torch::nn::ModuleList layers;
@@ -293,7 +306,7 @@ public:
       : config_(detail::validated(c)), gpt_neox(register_module("gpt_neox", detail::GptNeoxBody(c))) {
     if (!c.tie_word_embeddings) {
       embed_out = register_module(
-          "embed_out", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+          "embed_out", AdaptableLinear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
     }
     reset_parameters();
   }
@@ -336,6 +349,19 @@ public:
   [[nodiscard]] const GptNeoxConfig& config() const { return config_; }
   /// \brief Dims per head that RoPE rotates: int(head_size * rotary_pct).
   [[nodiscard]] int64_t rotary_dims() const { return gpt_neox->rotary_dims; }
+  /// \brief Number of Transformer blocks (gpt_neox.layers.*).
+  [[nodiscard]] int64_t num_layers() const { return static_cast<int64_t>(gpt_neox->layers->size()); }
+
+  /// \brief The hook BlockFreeze sets: with a value n, embed_in and layers [0, n) run under
+  ///        torch::NoGradGuard (no activations kept, no backward work below layer n);
+  ///        std::nullopt (the default) records the whole forward. Outputs are unchanged.
+  ///        Marking parameters frozen is the adapter's job, not this setting's.
+  void set_first_trainable_layer(std::optional<int64_t> n) {
+    detail::require(!n || (*n >= 0 && *n <= num_layers()), "GptNeox: first_trainable_layer ", n.value_or(-1),
+                    " is outside [0, ", num_layers(), "] (the model has ", num_layers(), " layers)");
+    gpt_neox->first_trainable_layer = n;
+  }
+  [[nodiscard]] std::optional<int64_t> first_trainable_layer() const { return gpt_neox->first_trainable_layer; }
 
   /// \brief transformers' initialisation: weights N(0, initializer_range), biases 0,
   ///        LayerNorm 1/0.
@@ -356,7 +382,7 @@ private:
 
 public:
   detail::GptNeoxBody gpt_neox;
-  torch::nn::Linear embed_out{nullptr};  // null when tie_word_embeddings
+  AdaptableLinear embed_out{nullptr};  // null when tie_word_embeddings
 };
 TORCH_MODULE(GptNeox);
 
