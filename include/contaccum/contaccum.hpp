@@ -28,6 +28,7 @@
 #include <contaccum/checkpoint/gpt_neox_config.hpp>
 #include <contaccum/checkpoint/load_gpt_neox.hpp>
 #include <contaccum/tokenizers/tokenizers.hpp>
+#include <contaccum/data/loader.hpp>
 #include <contaccum/encoders/embed.hpp>
 #include <contaccum/checkpoint/sentence_transformers.hpp>
 #include <contaccum/pooling/cls.hpp>

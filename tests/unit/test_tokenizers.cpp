@@ -8,6 +8,7 @@
 
 #include "support/helpers.hpp"
 
+#include <contaccum/data/loader.hpp>
 #include <contaccum/tokenizers/tokenizers.hpp>
 
 #include <nlohmann/json.hpp>
@@ -228,4 +229,44 @@ TEST_CASE("Tokenizer inputs that are wrong give errors naming the file, line or 
   require_message([&] { (void)wp.encode("x", {.max_length = 1}); }, "max_length 1 leaves no room for the 2 special tokens");
   require_message([&] { (void)encode_batch(wp, std::vector<std::string>{""}, {.add_special_tokens = false}); },
                   "text 0 gives no tokens");
+}
+
+TEST_CASE("tokenize_pairs and PairLoader turn text pairs into step batches", "[tokenizer][data]") {
+  const auto tok = WordPiece::from_tokenizer_json(minilm_dir / "tokenizer.json");
+  std::vector<TextExample> examples;
+  for (int i = 0; i < 10; ++i) {
+    std::string long_text;
+    for (int w = 0; w < 10 * (i + 1); ++w) long_text += "word" + std::to_string(w) + " ";
+    examples.push_back({"q" + std::to_string(i), "query number " + std::to_string(i),
+                        {{"d" + std::to_string(i), "pkg" + std::to_string(i), long_text}},
+                        {{"n" + std::to_string(i), "", "a negative passage " + std::to_string(i)}}, {}, {}});
+  }
+  const TokenizeConfig cfg{.query_max_length = 8, .passage_max_length = 24};
+  PairLoader<WordPiece> loader(PairSampler(examples, {.seed = 5, .hard_negatives_per_query = 1}), tok,
+                               {.batch_size = 4, .tokenize = cfg});
+  CHECK(loader.steps_per_epoch() == 2);
+  const PairBatch first = loader.next();
+  REQUIRE(first.size() == 4);
+  CHECK(first.negatives_per_query() == 1);
+  CHECK(first.positives.input_ids.size(1) <= 24);
+  CHECK(first.queries.input_ids.size(1) <= 8);
+  // Row 0 is exactly the tokenized title + text of the positive the sampler drew.
+  const PairSampler same(examples, {.seed = 5, .hard_negatives_per_query = 1});
+  const TextPair pair = same.sample(same.order(0)[0], 0);
+  const auto expect = tok.encode(passage_text(pair.positive, cfg), {.max_length = 24});
+  CHECK(first.positives.input_ids[0].slice(0, 0, static_cast<int64_t>(expect.size())).equal(torch::tensor(expect, torch::kLong)));
+  CHECK(first.positives.attention_mask[0].sum().item<int64_t>() == static_cast<int64_t>(expect.size()));
+  CHECK(passage_text(pair.positive, cfg) == pair.positive.title + " " + pair.positive.text);  // the title leads
+  CHECK(passage_text(pair.positive, {.title_in_passage = false}) == pair.positive.text);
+  (void)loader.next();
+  CHECK(loader.epoch() == 0);
+  (void)loader.next();  // 10 examples, batches of 4: the third batch opens epoch 1
+  CHECK(loader.epoch() == 1);
+
+  std::vector<TextPair> uneven{same.sample(0, 0), same.sample(1, 0)};
+  uneven[1].hard_negatives.clear();
+  CHECK_THROWS_WITH(tokenize_pairs(tok, std::span<const TextPair>(uneven)),
+                    Catch::Contains("has 0 hard negatives, the first query has 1"));
+  CHECK_THROWS_WITH((PairLoader<WordPiece>(PairSampler(examples, {}), tok, {.batch_size = 11})),
+                    Catch::Contains("10 examples cannot fill one batch of 11"));
 }

@@ -1,0 +1,111 @@
+#pragma once
+/// \file
+/// \brief From text pairs to the tokenized PairBatch a Trainer step takes: passage text
+///        (title + text, as sentence-transformers and BEIR join them), truncation per
+///        side, padding per batch; and a loader that walks a PairSampler epoch by epoch in
+///        step batches of N_total pairs.
+///
+/// \code
+/// contaccum::PairSampler sampler(examples, {.seed = 13, .hard_negatives_per_query = 0});
+/// contaccum::PairLoader loader(sampler, tokenizer, {.batch_size = 64});
+/// for (int s = 0; s < steps; ++s) trainer.step(loader.next());   // K micro-batches inside
+/// \endcode
+
+#include <contaccum/data/batch.hpp>
+#include <contaccum/data/records.hpp>
+#include <contaccum/data/sampling.hpp>
+#include <contaccum/detail/error.hpp>
+#include <contaccum/tokenizers/batch.hpp>
+#include <contaccum/tokenizers/concepts.hpp>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace contaccum {
+
+/// \brief How text becomes tokens. A plain aggregate (Boost.PFR prints it).
+struct TokenizeConfig {
+  std::size_t query_max_length = 32;     ///< tokens per query, specials included
+  std::size_t passage_max_length = 128;  ///< tokens per passage, specials included
+  bool title_in_passage = true;          ///< passage text = title + " " + text when a title exists
+};
+
+/// \brief The text a passage is encoded from.
+[[nodiscard]] inline std::string passage_text(const Passage& p, const TokenizeConfig& c = {}) {
+  if (!c.title_in_passage || p.title.empty()) return p.text;
+  return p.title + " " + p.text;
+}
+
+/// \brief Tokenizes pairs into one PairBatch: queries (N, Tq), positives (N, Tp), hard
+///        negatives (N*m, Th) query-major, each padded to its own longest row.
+template <tokenizers::Tokenizer T>
+[[nodiscard]] PairBatch tokenize_pairs(const T& tok, std::span<const TextPair> pairs, const TokenizeConfig& c = {}) {
+  detail::require(!pairs.empty(), "tokenize_pairs: no pairs");
+  const std::size_t m = pairs.front().hard_negatives.size();
+  std::vector<std::vector<int64_t>> q, p, n;
+  q.reserve(pairs.size());
+  p.reserve(pairs.size());
+  n.reserve(pairs.size() * m);
+  for (const auto& pair : pairs) {
+    detail::require(pair.hard_negatives.size() == m, "tokenize_pairs: query '", pair.query_id, "' has ",
+                    pair.hard_negatives.size(), " hard negatives, the first query has ", m);
+    q.push_back(tok.encode(pair.query, {.add_special_tokens = true, .max_length = c.query_max_length}));
+    p.push_back(tok.encode(passage_text(pair.positive, c), {.add_special_tokens = true, .max_length = c.passage_max_length}));
+    for (const auto& neg : pair.hard_negatives)
+      n.push_back(tok.encode(passage_text(neg, c), {.add_special_tokens = true, .max_length = c.passage_max_length}));
+  }
+  const auto pad = static_cast<int64_t>(tok.pad_id());
+  PairBatch batch{tokenizers::pad_rows(q, pad), tokenizers::pad_rows(p, pad), m ? tokenizers::pad_rows(n, pad) : TokenBatch{}};
+  batch.validate();
+  return batch;
+}
+
+/// \brief Step batches of `batch_size` pairs drawn from a sampler, epoch after epoch
+///        (an epoch's last, short batch is dropped so every step has N_total pairs).
+template <tokenizers::Tokenizer T>
+class PairLoader {
+public:
+  struct Config {
+    int64_t batch_size = 64;  ///< N_total: pairs per optimizer step
+    TokenizeConfig tokenize{};
+  };
+
+  PairLoader(PairSampler sampler, T tokenizer, Config config)
+      : sampler_(std::move(sampler)), tok_(std::move(tokenizer)), config_(config) {
+    detail::require(config_.batch_size > 0, "PairLoader.batch_size must be positive, got ", config_.batch_size);
+    detail::require(sampler_.size() >= static_cast<std::size_t>(config_.batch_size), "PairLoader: ", sampler_.size(),
+                    " examples cannot fill one batch of ", config_.batch_size);
+    order_ = sampler_.order(epoch_);
+  }
+
+  /// \brief The next step batch; moves to the next epoch when this one runs out.
+  [[nodiscard]] PairBatch next() {
+    const auto n = static_cast<std::size_t>(config_.batch_size);
+    if (cursor_ + n > order_.size()) {
+      order_ = sampler_.order(++epoch_);
+      cursor_ = 0;
+    }
+    std::vector<TextPair> pairs;
+    pairs.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) pairs.push_back(sampler_.sample(order_[cursor_ + i], epoch_));
+    cursor_ += n;
+    return tokenize_pairs(tok_, pairs, config_.tokenize);
+  }
+
+  [[nodiscard]] std::uint64_t epoch() const { return epoch_; }
+  /// \brief Steps in one epoch (full batches only).
+  [[nodiscard]] std::size_t steps_per_epoch() const { return sampler_.size() / static_cast<std::size_t>(config_.batch_size); }
+  [[nodiscard]] const T& tokenizer() const { return tok_; }
+
+private:
+  PairSampler sampler_;
+  T tok_;
+  Config config_;
+  std::uint64_t epoch_ = 0;
+  std::vector<std::size_t> order_;
+  std::size_t cursor_ = 0;
+};
+
+}  // namespace contaccum
