@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
+#include "support/reference_cases.hpp"
 
 #include <contaccum/checkpoint/load_bert.hpp>
 #include <contaccum/detail/config_io.hpp>
@@ -28,50 +29,25 @@ fs::path scratch_dir() { return test::scratch_dir("contaccum_bert_parity"); }
 void run_reference(const std::string& args) { REQUIRE(test::run_python_reference("bert_reference.py", args)); }
 
 // The transformers models and their outputs, made once per test run.
-const json& reference_cases() {
-  static const json cases = [] {
-    const auto dir = scratch_dir() / "hf";
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    run_reference("make " + dir.string());
-    return json::parse(std::ifstream(dir / "cases.json"));
-  }();
-  return cases;
-}
+const json& reference_cases() { return test::reference_cases("bert_reference.py", scratch_dir() / "hf"); }
 
 struct Batch {
   torch::Tensor ids, mask, types;  // (B, T)
 };
 
-Batch batch_of(const json& c) {
-  const auto b = c["shape"][0].get<int64_t>(), t = c["shape"][1].get<int64_t>();
-  auto tensor = [&](const char* key) {
-    return torch::tensor(c[key].get<std::vector<int64_t>>(), torch::kLong).view({b, t});
-  };
-  return {tensor("ids"), tensor("mask"), tensor("types")};
-}
+Batch batch_of(const json& c) { return {test::ids_of(c, "ids"), test::ids_of(c, "mask"), test::ids_of(c, "types")}; }
 
 // (B, T, H) hidden states from JSON.
-torch::Tensor hidden_of(const json& c) {
-  const auto shape = c["shape"].get<std::vector<int64_t>>();
-  return torch::tensor(c["hidden"].get<std::vector<double>>(), torch::kDouble).view(shape);
-}
+torch::Tensor hidden_of(const json& c) { return test::values_of(c, "hidden"); }
 
-// Max |a - b| over real (unpadded) tokens; a, b: (B, T, H), mask: (B, T).
-double max_error_on_real_tokens(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
-  const auto keep = mask.to(torch::kBool);
-  return (a.to(torch::kDouble).index({keep}) - b.to(torch::kDouble).index({keep})).abs().max().item<double>();
-}
+using test::max_error_on_real_tokens;
+using test::write_config;
 
 torch::Tensor run_bert(Bert& model, const Batch& b) {
   torch::NoGradGuard no_grad;
   return model(b.ids, b.mask, b.types);  // (B, T, H)
 }
 
-void write_config(const fs::path& dir, const json& config) {
-  fs::create_directories(dir);
-  std::ofstream(dir / "config.json", std::ios::trunc) << config.dump(2);
-}
 
 }  // namespace
 

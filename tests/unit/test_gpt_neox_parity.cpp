@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
+#include "support/reference_cases.hpp"
 
 #include <contaccum/checkpoint/load_gpt_neox.hpp>
 #include <contaccum/detail/config_io.hpp>
@@ -37,16 +38,7 @@ fs::path scratch_dir() { return test::scratch_dir("contaccum_gpt_neox_parity"); 
 void run_reference(const std::string& args) { REQUIRE(test::run_python_reference("gpt_neox_reference.py", args)); }
 
 // The transformers models and their outputs, made once per test run.
-const json& reference_cases() {
-  static const json cases = [] {
-    const auto dir = scratch_dir() / "hf";
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    run_reference("make " + dir.string());
-    return json::parse(std::ifstream(dir / "cases.json"));
-  }();
-  return cases;
-}
+const json& reference_cases() { return test::reference_cases("gpt_neox_reference.py", scratch_dir() / "hf"); }
 
 // transformers' answers for the models and configs of `spec` (the script's check mode).
 json run_check(const json& spec) {
@@ -60,25 +52,11 @@ struct Batch {
   torch::Tensor ids, mask;  // (B, T)
 };
 
-Batch batch_of(const json& b) {
-  const auto rows = b["shape"][0].get<int64_t>(), t = b["shape"][1].get<int64_t>();
-  auto tensor = [&](const char* key) {
-    return torch::tensor(b[key].get<std::vector<int64_t>>(), torch::kLong).view({rows, t});
-  };
-  return {tensor("ids"), tensor("mask")};
-}
+Batch batch_of(const json& b) { return {test::ids_of(b, "ids"), test::ids_of(b, "mask")}; }
 
-// (B, T, last) values of `key` from JSON, e.g. hidden (B, T, H) or logits (B, T, V).
-torch::Tensor values_of(const json& b, const char* key) {
-  const auto rows = b["shape"][0].get<int64_t>(), t = b["shape"][1].get<int64_t>();
-  return torch::tensor(b[key].get<std::vector<double>>(), torch::kDouble).view({rows, t, -1});
-}
-
-// Max |a - b| over real (unpadded) tokens; a, b: (B, T, D), mask: (B, T).
-double max_error_on_real_tokens(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
-  const auto keep = mask.to(torch::kBool);
-  return (a.to(torch::kDouble).index({keep}) - b.to(torch::kDouble).index({keep})).abs().max().item<double>();
-}
+using test::max_error_on_real_tokens;
+using test::values_of;
+using test::write_config;
 
 struct Outputs {
   torch::Tensor hidden, logits;  // (B, T, H), (B, T, V)
@@ -91,10 +69,6 @@ Outputs run_model(GptNeox& model, const Batch& b) {
   return {hidden, model->lm_logits(hidden), model->causal_lm_loss(b.ids, b.mask).item<double>()};
 }
 
-void write_config(const fs::path& dir, const json& config) {
-  fs::create_directories(dir);
-  std::ofstream(dir / "config.json", std::ios::trunc) << config.dump(2);
-}
 
 GptNeoxConfig tiny_neox(double attention_dropout = 0.0, double hidden_dropout = 0.0) {
   return {.vocab_size = 50, .hidden_size = 32, .num_hidden_layers = 2, .num_attention_heads = 4,

@@ -15,6 +15,7 @@
 
 #include <contaccum/checkpoint/hf_config.hpp>  // read_config_field for integers and numbers
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/json_file.hpp>
 #include <contaccum/encoders/gpt_neox.hpp>
 
 #include <nlohmann/json.hpp>
@@ -179,15 +180,7 @@ inline void read_gpt_neox_rope(const nlohmann::json& j, GptNeoxConfig& c, const 
 /// auto cfg = contaccum::load_gpt_neox_config("pythia-160m/config.json");
 /// \endcode
 [[nodiscard]] inline GptNeoxConfig load_gpt_neox_config(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  detail::require(in.is_open(), "cannot open config file '", file.string(), "'");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& err) {
-    detail::require(false, file.string(), ": not valid JSON (", err.what(), ")");
-  }
-  return gpt_neox_config_from_json(j, file.string());
+  return gpt_neox_config_from_json(detail::read_json_file(file, "config file"), file.string());
 }
 
 /// \brief Writes a GptNeoxConfig as config.json (indented, as save_pretrained does);
@@ -196,11 +189,7 @@ inline void save_gpt_neox_config(const GptNeoxConfig& c, const std::filesystem::
                                  const std::string& dtype = "float32") {
   auto j = gpt_neox_config_to_json(c);
   j["dtype"] = dtype;
-  std::ofstream out(file, std::ios::trunc);
-  detail::require(out.is_open(), "cannot open '", file.string(), "' for writing");
-  out << j.dump(2) << '\n';
-  out.close();
-  detail::require(!out.fail(), "writing '", file.string(), "' failed");
+  detail::write_json_file(file, j);
 }
 
 }  // namespace contaccum

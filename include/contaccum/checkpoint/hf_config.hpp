@@ -6,6 +6,7 @@
 ///        name the setting, never silently ignored.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/json_file.hpp>
 #include <contaccum/encoders/bert.hpp>
 
 #include <nlohmann/json.hpp>
@@ -129,24 +130,12 @@ inline void require_config_string(const nlohmann::json& j, const char* key, std:
 /// auto cfg = contaccum::load_bert_config("bge-small-en/config.json");
 /// \endcode
 [[nodiscard]] inline BertConfig load_bert_config(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  detail::require(in.is_open(), "cannot open config file '", file.string(), "'");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& err) {
-    detail::require(false, file.string(), ": not valid JSON (", err.what(), ")");
-  }
-  return bert_config_from_json(j, file.string());
+  return bert_config_from_json(detail::read_json_file(file, "config file"), file.string());
 }
 
 /// \brief Writes a BertConfig as config.json (indented, as save_pretrained does).
 inline void save_bert_config(const BertConfig& c, const std::filesystem::path& file) {
-  std::ofstream out(file, std::ios::trunc);
-  detail::require(out.is_open(), "cannot open '", file.string(), "' for writing");
-  out << bert_config_to_json(c).dump(2) << '\n';
-  out.close();
-  detail::require(!out.fail(), "writing '", file.string(), "' failed");
+  detail::write_json_file(file, bert_config_to_json(c));
 }
 
 }  // namespace contaccum

@@ -14,6 +14,7 @@
 #include <contaccum/checkpoint/detail/assign_tensors.hpp>
 #include <contaccum/checkpoint/safetensors.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/json_file.hpp>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -89,7 +90,7 @@ void save_peft_adapter(Model& model, const std::filesystem::path& dir,
       {"use_rslora", false},
       {"use_dora", false},
   };
-  std::ofstream(dir / "adapter_config.json", std::ios::trunc) << config.dump(2) << '\n';
+  detail::write_json_file(dir / "adapter_config.json", config);
   save_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
 }
 
@@ -97,14 +98,7 @@ void save_peft_adapter(Model& model, const std::filesystem::path& dir,
 ///        and target_modules as a pattern (a list of names becomes "name1|name2|...", which
 ///        our suffix rule reads as PEFT reads the list; a string is used as is).
 [[nodiscard]] inline LoRA load_peft_lora_config(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  detail::require(in.good(), "PEFT adapter config '", file.string(), "' cannot be opened");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    detail::require(false, "PEFT adapter config '", file.string(), "' is not valid JSON: ", e.what());
-  }
+  const auto j = detail::read_json_file(file, "PEFT adapter config");
   const auto where = detail::cat("PEFT adapter config '", file.string(), "'");
   detail::require(j.value("peft_type", std::string()) == "LORA", where, ": peft_type is \"",
                   j.value("peft_type", std::string()), "\", only \"LORA\" is supported");

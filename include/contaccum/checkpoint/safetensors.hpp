@@ -11,6 +11,7 @@
 /// rules is rejected with contaccum::invalid_input naming the file and the rule.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/json_file.hpp>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -301,13 +302,7 @@ inline void save_safetensors(const std::filesystem::path& file, const std::map<s
                   "' has neither model.safetensors nor model.safetensors.index.json",
                   " (PyTorch .bin checkpoints are not read: save them as safetensors)");
 
-  nlohmann::json index;
-  try {
-    std::ifstream in(index_file);
-    index = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& err) {
-    detail::require(false, "shard index '", index_file.string(), "' is not valid JSON (", err.what(), ")");
-  }
+  const auto index = detail::read_json_file(index_file, "shard index");
   detail::require(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
                   "shard index '", index_file.string(), "' has no \"weight_map\" object");
   std::map<std::string, std::vector<std::string>> by_shard;  // shard file -> tensor names

@@ -14,6 +14,7 @@
 
 #include <contaccum/checkpoint/load_bert.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/json_file.hpp>
 #include <contaccum/pooling/cls.hpp>
 #include <contaccum/pooling/last_token.hpp>
 #include <contaccum/pooling/max.hpp>
@@ -47,22 +48,6 @@ template <> struct st_pooling<MaxPooling> { static constexpr std::string_view mo
 template <> struct st_pooling<LastTokenPooling> { static constexpr std::string_view mode = "lasttoken"; static constexpr bool normalize = false; };
 template <class P> struct st_pooling<Normalized<P>> { static constexpr std::string_view mode = st_pooling<P>::mode; static constexpr bool normalize = true; };
 
-inline nlohmann::json read_json(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  require(static_cast<bool>(in), "cannot open ", p.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw invalid_input(cat("contaccum: ", p.string(), " is not valid JSON: ", e.what()));
-  }
-}
-
-inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) {
-  std::ofstream out(p, std::ios::binary);
-  require(static_cast<bool>(out), "cannot write ", p.string());
-  out << j.dump(2) << "\n";
-}
-
 }  // namespace detail
 
 /// \brief Reads modules.json and the pooling / Normalize modules it lists. Both the classic
@@ -74,7 +59,7 @@ inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) 
   const auto modules_file = dir / "modules.json";
   detail::require(std::filesystem::exists(modules_file), dir.string(),
                   " is not a sentence-transformers folder (no modules.json)");
-  const auto modules = detail::read_json(modules_file);
+  const auto modules = detail::read_json_file(modules_file, "sentence-transformers modules file");
   const std::string where = modules_file.string();
   detail::require(modules.is_array(), where, ": must be a list of modules");
   bool seen_pooling = false;
@@ -84,10 +69,10 @@ inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) 
     auto is = [&](std::string_view name) { return type.ends_with(name); };
     if (is(".Transformer")) {
       const auto cfg = dir / path / "sentence_bert_config.json";
-      if (std::filesystem::exists(cfg)) c.max_seq_length = detail::read_json(cfg).value("max_seq_length", c.max_seq_length);
+      if (std::filesystem::exists(cfg)) c.max_seq_length = detail::read_json_file(cfg, "sentence-transformers config").value("max_seq_length", c.max_seq_length);
     } else if (is(".Pooling")) {
       const auto cfg_file = dir / path / "config.json";
-      const auto p = detail::read_json(cfg_file);
+      const auto p = detail::read_json_file(cfg_file, "sentence-transformers pooling config");
       c.embedding_dimension = p.value("word_embedding_dimension", p.value("embedding_dimension", int64_t{0}));
       std::vector<std::string> modes;
       if (p.contains("pooling_mode") && p["pooling_mode"].is_string()) {
@@ -151,17 +136,17 @@ void save_sentence_transformer(const Bert& model, const std::filesystem::path& t
     modules.push_back({{"idx", 2}, {"name", "2"}, {"path", "2_Normalize"}, {"type", "sentence_transformers.models.Normalize"}});
     fs::create_directories(dir / "2_Normalize");
   }
-  detail::write_json(dir / "modules.json", modules);
+  detail::write_json_file(dir / "modules.json", modules);
   fs::create_directories(dir / "1_Pooling");
-  detail::write_json(dir / "1_Pooling" / "config.json",
+  detail::write_json_file(dir / "1_Pooling" / "config.json",
                      {{"word_embedding_dimension", model->hidden_size()},
                       {"pooling_mode_cls_token", names::mode == "cls"},
                       {"pooling_mode_mean_tokens", names::mode == "mean"},
                       {"pooling_mode_max_tokens", names::mode == "max"},
                       {"pooling_mode_mean_sqrt_len_tokens", false},
                       {"pooling_mode_lasttoken", names::mode == "lasttoken"}});
-  detail::write_json(dir / "sentence_bert_config.json", {{"max_seq_length", max_seq_length}, {"do_lower_case", false}});
-  detail::write_json(dir / "config_sentence_transformers.json",
+  detail::write_json_file(dir / "sentence_bert_config.json", {{"max_seq_length", max_seq_length}, {"do_lower_case", false}});
+  detail::write_json_file(dir / "config_sentence_transformers.json",
                      {{"similarity_fn_name", names::normalize ? "cosine" : "dot"}});
 }
 

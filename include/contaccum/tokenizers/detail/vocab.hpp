@@ -4,6 +4,7 @@
 ///        the text), shared by the WordPiece and byte-level BPE tokenizers.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/json_file.hpp>
 #include <contaccum/tokenizers/detail/added_vocabulary.hpp>
 
 #include <nlohmann/json.hpp>
@@ -135,13 +136,7 @@ void require_file(bool ok, const std::filesystem::path& path, Parts&&... parts) 
 }
 
 inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  contaccum::detail::require(static_cast<bool>(in), "cannot open ", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw invalid_input(contaccum::detail::cat("contaccum: ", path.string(), " is not valid JSON: ", e.what()));
-  }
+  return contaccum::detail::read_json_file(path, "tokenizer file");
 }
 
 }  // namespace contaccum::tokenizers::detail
