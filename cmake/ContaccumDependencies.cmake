@@ -27,3 +27,42 @@ endif()
 if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
   set(CONTACCUM_WITH_CUDA ON)
 endif()
+# Optional FAISS (include/contaccum/eval/faiss_index.hpp): approximate search for corpora too
+# large for exact_search. CONTACCUM_WITH_FAISS: AUTO (default) uses it when found, ON
+# requires it, OFF leaves it out. Debian's libfaiss-dev is a static libfaiss.a built with
+# OpenMP and BLAS/LAPACK, so contaccum::faiss carries those too. It names them by path and
+# by the OpenMP link flag, not by other imported targets, so it resolves from any
+# directory; it is GLOBAL so that the contaccum target's $<TARGET_EXISTS:contaccum::faiss>
+# sees it wherever contaccum is consumed. At run time the process has one OpenMP runtime:
+# LibTorch's bundled libgomp.so.1 has the same soname as the system one.
+if(NOT DEFINED CONTACCUM_WITH_FAISS)
+  set(CONTACCUM_WITH_FAISS AUTO)
+endif()
+if(CONTACCUM_WITH_FAISS AND NOT TARGET contaccum::faiss)
+  include(FindPackageMessage)
+  find_path(CONTACCUM_FAISS_INCLUDE_DIR faiss/IndexIVFFlat.h)
+  find_library(CONTACCUM_FAISS_LIBRARY NAMES faiss)
+  find_library(CONTACCUM_FAISS_BLAS_LIBRARY NAMES blas openblas)
+  find_library(CONTACCUM_FAISS_LAPACK_LIBRARY NAMES lapack openblas)
+  find_package(OpenMP COMPONENTS CXX QUIET)
+  if(CONTACCUM_FAISS_INCLUDE_DIR AND CONTACCUM_FAISS_LIBRARY AND CONTACCUM_FAISS_BLAS_LIBRARY
+     AND CONTACCUM_FAISS_LAPACK_LIBRARY AND OpenMP_CXX_FOUND)
+    separate_arguments(_contaccum_omp_flags NATIVE_COMMAND "${OpenMP_CXX_FLAGS}")
+    add_library(contaccum::faiss UNKNOWN IMPORTED GLOBAL)
+    set_target_properties(contaccum::faiss PROPERTIES
+      IMPORTED_LOCATION "${CONTACCUM_FAISS_LIBRARY}"
+      INTERFACE_INCLUDE_DIRECTORIES "${CONTACCUM_FAISS_INCLUDE_DIR}"
+      INTERFACE_LINK_LIBRARIES "${CONTACCUM_FAISS_LAPACK_LIBRARY};${CONTACCUM_FAISS_BLAS_LIBRARY}"
+      INTERFACE_LINK_OPTIONS "${_contaccum_omp_flags}")
+    unset(_contaccum_omp_flags)
+    find_package_message(contaccum_faiss "contaccum: FAISS: ${CONTACCUM_FAISS_LIBRARY} (eval/faiss_index.hpp on)"
+                         "[${CONTACCUM_FAISS_LIBRARY}][${CONTACCUM_FAISS_INCLUDE_DIR}]")
+  elseif(CONTACCUM_WITH_FAISS STREQUAL "AUTO")
+    find_package_message(contaccum_faiss "contaccum: FAISS not found (eval/faiss_index.hpp off)" "[none]")
+  else()
+    message(FATAL_ERROR "contaccum: CONTACCUM_WITH_FAISS=${CONTACCUM_WITH_FAISS} but FAISS was not found "
+            "(headers: ${CONTACCUM_FAISS_INCLUDE_DIR}, library: ${CONTACCUM_FAISS_LIBRARY}, "
+            "BLAS: ${CONTACCUM_FAISS_BLAS_LIBRARY}, LAPACK: ${CONTACCUM_FAISS_LAPACK_LIBRARY}, "
+            "OpenMP: ${OpenMP_CXX_FOUND}); install libfaiss-dev or set CONTACCUM_WITH_FAISS=OFF")
+  endif()
+endif()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything contaccum needs on a fresh Debian (bookworm) machine.
 # Idempotent: a second run only checks and returns quickly.
-#   - Debian packages: compiler toolchain, range-v3, Boost (with PFR), Catch2, JSON, OpenBLAS
+#   - Debian packages: compiler toolchain, range-v3, Boost (with PFR), Catch2, JSON, OpenBLAS,
+#     FAISS (optional for the build: eval/faiss_index.hpp)
 #   - .venv: torch==2.13.0 (CPU wheel; its share/cmake/Torch is our LibTorch) + the
 #     Python reference packages the parity tests run.
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$here"
 
 apt_pkgs=(build-essential cmake ninja-build pkg-config git
           librange-v3-dev libboost1.81-dev catch2 nlohmann-json3-dev
-          libopenblas-dev gnuplot-nox libicu-dev libpcre2-dev)
+          libopenblas-dev gnuplot-nox libicu-dev libpcre2-dev libfaiss-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
