@@ -1,0 +1,329 @@
+// The compute-optimal planner end to end, at toy scale: the procedure of Ziarko et al. 2024
+// (arXiv 2406.04165) run on Pythia-shaped micro models instead of Pythia itself.
+//
+//   planner [--quick] [--out DIR] [--data DIR] [--model DIR] [--pretrain-steps N]
+//           [--widths 32,64,128] [--budgets 4e10,8e10,...] [--threads N] [--seed S]
+//
+//  1. builds micro models with Pythia's architecture and ratios (GPT-NeoX, rotary_pct 0.25,
+//     parallel residual, intermediate 4d, LayerNorm eps 1e-5) over the all-MiniLM-L6-v2
+//     WordPiece vocabulary (--model, 30522 tokens), and pre-trains each briefly as a causal
+//     LM on training passages of the dataset (--pretrain-steps);
+//  2. runs the grid: every method (full, block freezing, LoRA, bias-only) and setting x
+//     model x budget, each cell trained with the real Trainer for pairs_for_budget pairs of
+//     the Debian package dataset (--data, BEIR format: short description -> long
+//     description), scored by its held-out in-batch InfoNCE on test-split pairs;
+//  3. fits loss and N_opt as lines in log10(budget) per method, prints the table, saves
+//     the fits (fits.json) and the grid (grid.json), and recommends a method, model and
+//     number of pairs for a budget 4x the largest of the grid;
+//  4. writes loss_vs_budget.dat / grid.dat and a gnuplot script loss_vs_budget.gp.
+//
+// --quick (the test suite's example.planner_quick) runs 2 models x 4 methods x 2 budgets on a
+// small slice in under a minute; the full run (3 models x 5 method settings x 4 budgets)
+// takes about 10 minutes on 2 idle cores, about 20 when other work shares them.
+#include <contaccum/contaccum.hpp>
+#include <contaccum/compute/grid.hpp>
+#include <contaccum/compute/grid_runner.hpp>
+#include <contaccum/compute/planner.hpp>
+#include <contaccum/compute/planner_io.hpp>
+#include <contaccum/compute/planner_models.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ca = contaccum;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct PlannerJob {
+  fs::path data = "data/debian-beir";
+  fs::path model = "models/all-MiniLM-L6-v2";  ///< only its tokenizer is used
+  fs::path out = "out/planner";
+  int64_t pretrain_steps = 100;  ///< causal-LM steps per micro model before the grid
+  int64_t pretrain_batch = 8;     ///< passages per step (the 30522-way softmax dominates its cost)
+  double pretrain_learning_rate = 1e-3;
+  int64_t pool_pairs = 49152;    ///< training pairs every cell reads from the start (one pass at most)
+  int64_t held_out_pairs = 256;  ///< test-split pairs scoring each cell
+  int64_t batch_size = 32;       ///< pairs per step (the paper: 1024)
+  ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 64};
+  std::vector<int64_t> widths{32, 64, 128};  ///< micro models: d, with 2, 3, 4 blocks
+  std::vector<ca::GridMethod> methods{{ca::Method::full, {}}, {ca::Method::block_freeze, 1}, {ca::Method::lora, 4},
+                                      {ca::Method::lora, 16}, {ca::Method::bias_only, {}}};
+  std::vector<double> budgets{4e10, 8e10, 1.6e11, 3.2e11};
+  ca::MethodLearningRates learning_rate{.full = 1e-3, .block_freeze = 1e-3, .lora = 3e-3, .bias_only = 3e-3};
+  int threads = 1;
+  uint64_t seed = 13;
+};
+
+// The micro family: depth grows with width as in Pythia (2, 3, 4 blocks at d = 32, 64, 128);
+// heads of 16 dims up to d = 64, of 32 above (Pythia-14m: d = 128, 4 heads of 32).
+ca::PlannerModel micro_model(int64_t d, int64_t vocab, int64_t max_positions) {
+  const int64_t layers = d <= 32 ? 2 : d <= 64 ? 3 : 4, heads = d <= 64 ? d / 16 : d / 32;
+  return {"micro-" + std::to_string(d), ca::pythia_shaped_config(layers, d, heads, vocab, max_positions)};
+}
+
+// A brief causal-LM pre-training: AdamW (weight decay 0.1), warmup 10%, cosine to 0.
+void pretrain(ca::GptNeox& lm, const ca::TokenBatch& passages, const PlannerJob& c, const std::string& name) {
+  if (c.pretrain_steps <= 0) return;
+  auto optimizer = ca::make_adamw(lm->named_parameters(), {.learning_rate = c.pretrain_learning_rate, .weight_decay = 0.1});
+  const int64_t warmup = c.pretrain_steps / 10, per_pass = passages.size() / c.pretrain_batch;
+  const auto t0 = std::chrono::steady_clock::now();
+  double first = 0, last = 0;
+  lm->train();
+  for (int64_t s = 0; s < c.pretrain_steps; ++s) {
+    const int64_t begin = (s % per_pass) * c.pretrain_batch;
+    const auto b = ca::detail::trim_padding(passages.slice(begin, begin + c.pretrain_batch));  // (B, T')
+    ca::set_learning_rate(*optimizer, c.pretrain_learning_rate * ca::lr_factor(s, warmup, c.pretrain_steps, ca::Decay::cosine));
+    optimizer->zero_grad();
+    auto loss = lm->causal_lm_loss(b.input_ids, b.attention_mask);  // scalar
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(lm->parameters(), 1.0);
+    optimizer->step();
+    last = loss.item<double>();
+    if (s == 0) first = last;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("  pre-trained %-10s %4lld causal-LM steps: loss %.3f -> %.3f (%.0f s)\n", name.c_str(),
+              static_cast<long long>(c.pretrain_steps), first, last, secs);
+}
+
+// Training pairs (one positive, no hard negative) of `examples`: `n` of them from position
+// `first` of a seeded order of the examples.
+ca::PairBatch pairs_of(const std::vector<ca::TextExample>& examples, std::size_t first, int64_t n,
+                       const ca::tokenizers::WordPiece& tok, const PlannerJob& c) {
+  const ca::PairSampler sampler(examples, {.seed = c.seed, .hard_negatives_per_query = 0});
+  const auto order = sampler.order(0);
+  ca::detail::require(first + static_cast<std::size_t>(n) <= order.size(), "the dataset has ", order.size(),
+                      " examples, fewer than the ", first + static_cast<std::size_t>(n), " this run needs");
+  std::vector<ca::TextPair> pairs;
+  for (std::size_t i = first; i < first + static_cast<std::size_t>(n); ++i) pairs.push_back(sampler.sample(order[i], 0));
+  return ca::tokenize_pairs(tok, std::span<const ca::TextPair>(pairs), c.tokenize);
+}
+
+// "32,64,128" -> {32, 64, 128}; `what` names the option in errors.
+template <class T>
+std::vector<T> list_of(const std::string& text, const std::string& what) {
+  std::vector<T> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    std::size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    ca::detail::require(used == item.size() && !item.empty() && v > 0, what, ": '", item, "' is not a positive number");
+    out.push_back(static_cast<T>(v));
+  }
+  ca::detail::require(!out.empty(), what, " needs a comma-separated list");
+  return out;
+}
+
+std::string sci(double v, int digits = 3) {
+  std::ostringstream os;
+  os << std::setprecision(digits) << v;
+  return os.str();
+}
+
+void print_table(const ca::PlannerFits& fits) {
+  std::printf("\n  %-13s %-6s %-28s %-30s\n", "method", "best", "loss = a + b log10 C", "log10 N_opt = c + d log10 C");
+  for (const auto& f : fits.methods)
+    std::printf("  %-13s %-6s %8.4f %+8.4f log10 C     %8.4f %+8.4f log10 C\n", std::string(ca::method_name(f.method)).c_str(),
+                ca::describe_setting(f.method, f.setting).c_str(), f.loss.intercept, f.loss.slope,
+                f.model_size.intercept, f.model_size.slope);
+  std::printf("\n  the frontier (best run per budget):\n  %-13s", "budget");
+  for (const auto& p : fits.methods.front().frontier) std::printf(" %-26s", sci(p.budget_flops).c_str());
+  std::printf("\n");
+  for (const auto& f : fits.methods) {
+    std::printf("  %-13s", std::string(ca::method_name(f.method)).c_str());
+    for (const auto& p : f.frontier) {
+      const auto cell = sci(p.loss, 4) + " " + p.model + " " + (p.setting ? ca::describe_setting(f.method, p.setting) : "");
+      std::printf(" %-26s", cell.c_str());
+    }
+    std::printf("\n");
+  }
+}
+
+// loss_vs_budget.dat: one block per method (gnuplot `index i`): budget, best loss, fitted
+// loss, N of the best run. grid.dat: every run, one block per method. loss_vs_budget.gp
+// plots both with the fitted lines.
+void write_plot(const ca::PlannerFits& fits, const std::vector<ca::GridRecord>& records, const fs::path& out) {
+  std::ofstream dat(out / "loss_vs_budget.dat"), grid(out / "grid.dat"), gp(out / "loss_vs_budget.gp");
+  dat << std::setprecision(10);
+  grid << std::setprecision(10);
+  for (std::size_t i = 0; i < fits.methods.size(); ++i) {
+    const auto& f = fits.methods[i];
+    const auto name = std::string(ca::method_name(f.method));
+    dat << (i ? "\n\n" : "") << "# " << name << ": budget_flops best_loss fitted_loss non_embedding_params model\n";
+    for (const auto& p : f.frontier)
+      dat << p.budget_flops << " " << p.loss << " " << f.predicted_loss(p.budget_flops) << " " << p.non_embedding_params
+          << " " << p.model << "\n";
+    grid << (i ? "\n\n" : "") << "# " << name << ": budget_flops loss non_embedding_params model setting\n";
+    for (const auto& r : records)
+      if (r.method == f.method && std::isfinite(r.loss))
+        grid << r.budget_flops << " " << r.loss << " " << r.non_embedding_params << " " << r.model << " "
+             << ca::describe_setting(r.method, r.setting) << "\n";
+  }
+  gp << "# gnuplot loss_vs_budget.gp  ->  loss_vs_budget.png\n"
+     << "set terminal pngcairo size 960,640\nset output 'loss_vs_budget.png'\n"
+     << "set logscale x\nset format x '10^{%L}'\nset xlabel 'budget C (FLOPs, the paper''s accounting)'\n"
+     << "set ylabel 'held-out InfoNCE loss'\nset key outside right\nset grid\n";
+  std::ostringstream plot;
+  for (std::size_t i = 0; i < fits.methods.size(); ++i) {
+    const auto& f = fits.methods[i];
+    const auto name = std::string(ca::method_name(f.method));
+    gp << std::setprecision(10) << "a" << i << " = " << f.loss.intercept << "; b" << i << " = " << f.loss.slope << "\n";
+    plot << (i ? ", \\\n     " : "plot ") << "'grid.dat' index " << i << " using 1:2 with points pt 6 ps 0.6 lc " << i + 1
+         << " notitle, \\\n     'loss_vs_budget.dat' index " << i << " using 1:2 with points pt 7 ps 1.2 lc " << i + 1
+         << " title '" << name << "' noenhanced, \\\n     a" << i << " + b" << i << " * log10(x) with lines lc " << i + 1
+         << " notitle";
+  }
+  gp << plot.str() << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  PlannerJob c;
+  bool quick = false;
+  int64_t pretrain_steps = -1;
+  std::vector<int64_t> widths;
+  std::vector<double> budgets;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      ca::detail::require(i + 1 < argc, "option ", a, " needs a value");
+      return argv[++i];
+    };
+    if (a == "--quick") quick = true;
+    else if (a == "--out") c.out = value();
+    else if (a == "--data") c.data = value();
+    else if (a == "--model") c.model = value();
+    else if (a == "--pretrain-steps") pretrain_steps = std::stoll(value());
+    else if (a == "--widths") widths = list_of<int64_t>(value(), "--widths");
+    else if (a == "--budgets") budgets = list_of<double>(value(), "--budgets");
+    else if (a == "--threads") c.threads = std::stoi(value());
+    else if (a == "--seed") c.seed = std::stoull(value());
+    else
+      ca::detail::require(false, "unknown option '", a,
+                          "' (--quick, --out DIR, --data DIR, --model DIR, --pretrain-steps N, --widths D,D,..., "
+                          "--budgets C,C,..., --threads N, --seed S)");
+  }
+  if (quick) {  // 2 models x 4 methods x 2 budgets on a small slice
+    c.pretrain_steps = 10;
+    c.pool_pairs = 6144;
+    c.held_out_pairs = 128;
+    c.widths = {32, 64};
+    c.methods = {{ca::Method::full, {}}, {ca::Method::block_freeze, 1}, {ca::Method::lora, 4}, {ca::Method::bias_only, {}}};
+    c.budgets = {8e9, 3.2e10};
+  }
+  if (pretrain_steps >= 0) c.pretrain_steps = pretrain_steps;
+  if (!widths.empty()) c.widths = widths;
+  if (!budgets.empty()) c.budgets = budgets;
+  for (const auto d : c.widths)
+    ca::detail::require(d % 16 == 0, "--widths: ", d, " is not a multiple of 16 (heads of 16 or 32 dims)");
+  if (c.threads > 0) torch::set_num_threads(c.threads);
+  torch::manual_seed(c.seed);
+  fs::create_directories(c.out);
+  const auto t_start = std::chrono::steady_clock::now();
+  std::cout << "contaccum compute-optimal planner: " << (quick ? "quick" : "full") << " run\n"
+            << "  Pythia-shaped micro models: the paper's procedure at toy scale (not Pythia itself)\n"
+            << "  data " << c.data << ", tokenizer " << c.model << ", out " << c.out << "\n";
+
+  // Data: training pairs and pre-training passages from the train split, held-out pairs
+  // from the test split (queries and passages never trained on).
+  const auto train = ca::read_beir(c.data, "train");
+  const auto test = ca::read_beir(c.data, "test");
+  const auto tok = ca::tokenizers::WordPiece::from_pretrained(c.model);
+  const auto train_examples = ca::beir_training_examples(train);
+  const auto pool = pairs_of(train_examples, 0, c.pool_pairs, tok, c);
+  const auto held_out = pairs_of(ca::beir_training_examples(test), 0, c.held_out_pairs, tok, c);
+  const double tokens_per_pair = ca::mean_tokens_per_pair(pool);
+  // Pre-training text: passages of other training examples than the pool's.
+  const int64_t lm_count = std::clamp<int64_t>(c.pretrain_steps * c.pretrain_batch, c.pretrain_batch, 8192);
+  const auto lm_passages = pairs_of(train_examples, static_cast<std::size_t>(c.pool_pairs), lm_count, tok, c).positives;
+  std::cout << "  " << pool.size() << " training pairs, " << held_out.size() << " held-out pairs (test split), "
+            << lm_passages.size() << " other passages for pre-training; " << sci(tokens_per_pair, 4)
+            << " real tokens per pair (query + passage, passages cut at " << c.tokenize.passage_max_length << "); "
+            << sci(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()) << " s\n";
+
+  // Models: Pythia-shaped, pre-trained briefly on the pool's passages.
+  std::vector<ca::PlannerModel> family;
+  std::vector<ca::GridModel> models;
+  for (const auto d : c.widths) {
+    family.push_back(micro_model(d, static_cast<int64_t>(tok.vocab_size()), 128));
+    ca::GptNeox lm(family.back().config);
+    pretrain(lm, lm_passages, c, family.back().name);
+    models.push_back({family.back().name, lm});
+    std::cout << "  " << family.back().name << ": " << family.back().config.num_hidden_layers << " blocks, d "
+              << family.back().config.hidden_size << ", " << family.back().config.num_attention_heads
+              << " heads, N = " << ca::non_embedding_parameters(family.back().config) << " non-embedding parameters\n";
+  }
+
+  // The grid.
+  std::vector<ca::GridRecord> partial;
+  const ca::GridRunnerConfig grid_config{
+      .budgets = c.budgets,
+      .batch_size = c.batch_size,
+      .tokens_per_pair = tokens_per_pair,
+      .learning_rate = c.learning_rate,
+      .seed = c.seed,
+      .progress = &std::cout,
+      .on_record = [&](const ca::GridRecord& r) {  // a long run keeps what it has done
+        partial.push_back(r);
+        ca::save_grid_records(partial, c.out / "grid.json");
+      }};
+  std::cout << "\n  grid: " << c.methods.size() << " method settings x " << models.size() << " models x "
+            << c.budgets.size() << " budgets, batch " << c.batch_size << ", symmetric InfoNCE / 0.025\n";
+  const auto records = ca::run_grid(models, c.methods, pool, held_out, grid_config);
+  ca::save_grid_records(records, c.out / "grid.json");
+
+  // Fits, table, files.
+  const auto fits = ca::fit_planner(records);
+  print_table(fits);
+  ca::save_planner_fits(fits, c.out / "fits.json");
+  const bool reloads = ca::load_planner_fits(c.out / "fits.json") == fits;
+  write_plot(fits, records, c.out);
+
+  // The plan for a budget 4x the largest of the grid, among the micro models.
+  const double big = 4 * *std::max_element(c.budgets.begin(), c.budgets.end());
+  const auto plan = ca::recommend(fits, big, family, {.tokens_per_pair = tokens_per_pair, .pairs_per_step = c.batch_size});
+  std::cout << "\n  predicted loss at C = " << sci(big) << ":";
+  for (const auto& [m, l] : plan.predicted_losses) std::cout << " " << ca::method_name(m) << " " << sci(l, 4);
+  std::cout << "\n";
+
+  // Checks the quick test relies on.
+  const bool finite = std::all_of(records.begin(), records.end(), [](const ca::GridRecord& r) { return std::isfinite(r.loss); });
+  const auto* full = fits.find(ca::Method::full);
+  const bool fell = full != nullptr && full->frontier.back().loss < full->frontier.front().loss;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  std::cout << "\n  " << records.size() << " runs: "
+            << (finite ? "every run has a finite held-out loss" : "some runs do NOT have a finite held-out loss") << "\n";
+  if (full != nullptr)
+    std::cout << "  full fine-tuning: best held-out loss " << sci(full->frontier.front().loss, 4) << " at "
+              << sci(full->frontier.front().budget_flops) << " FLOPs, " << sci(full->frontier.back().loss, 4) << " at "
+              << sci(full->frontier.back().budget_flops) << (fell ? ": the best loss fell with budget" : ": the best loss did NOT fall with budget") << "\n";
+  std::cout << "  fits saved to " << (c.out / "fits.json").string()
+            << (reloads ? ": the fits reload identically" : ": the fits do NOT reload identically") << "\n"
+            << "  plot: cd " << c.out.string() << " && gnuplot loss_vs_budget.gp\n"
+            << "  recommendation for C = " << sci(big) << " FLOPs: " << ca::method_name(plan.method)
+            << (plan.setting ? " " + ca::describe_setting(plan.method, plan.setting) : "") << " on " << plan.model << " (N_opt predicted "
+            << sci(plan.predicted_model_size) << ", snapped to N = " << plan.non_embedding_params << "), " << plan.pairs
+            << " pairs, predicted loss " << sci(plan.predicted_loss, 4) << (plan.extrapolated ? " (extrapolated)" : "") << "\n"
+            << "  done in " << sci(secs) << " s\n";
+  return finite && reloads && fell ? 0 : 1;
+} catch (const std::exception& e) {
+  std::cerr << "\nerror: " << e.what() << "\n";
+  return 1;
+}

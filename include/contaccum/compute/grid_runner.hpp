@@ -1,0 +1,337 @@
+#pragma once
+/// \file
+/// \brief The grid runner: trains every cell of (budget, model, method, method setting)
+///        with the real contaccum::Trainer and records its final held-out loss: the runs
+///        the planner (compute/planner.hpp) fits its laws on.
+///
+/// Each cell, as the compute-optimal recipe (Ziarko et al. 2024, arXiv 2406.04165) trains:
+///  * a fresh copy of the model's starting weights, one shared tower, mean pooling over
+///    real tokens, L2-normalised (DualEncoder<GptNeox, Normalized<MeanPooling>, SharedTower>);
+///  * InfoNCE with in-batch negatives only, cosine / temperature (0.025: logits x 40),
+///    symmetric (q->d and d->q averaged);
+///  * AdamW (weight decay 0.1), warmup over the first 10% of steps, cosine decay to 0;
+///  * pairs = pairs_for_budget(C, flops_per_token(adapter, model), tokens per pair,
+///    batch size): the budget in the paper's FLOP accounting, counted on the prepared
+///    model; a budget that does not buy one step skips the cell (reported, not recorded);
+///  * the pairs are read in order from the start of one tokenized training pool, the
+///    same for every cell, cycling when the pool runs out;
+///  * the score is the mean in-batch loss over the held-out pairs, in chunks of the
+///    training batch size (so a chunk has as many negatives as a training batch).
+/// A run whose loss or gradient turns NaN/Inf stops and is recorded with loss NaN; the
+/// planner never picks it.
+///
+/// \code
+/// std::vector<contaccum::GridModel> models{{"micro-32", contaccum::GptNeox(cfg32)}, ...};
+/// std::vector<contaccum::GridMethod> methods{{contaccum::Method::full}, {contaccum::Method::lora, 8}};
+/// auto records = contaccum::run_grid(models, methods, train_pool, held_out,
+///                                    {.budgets = {1e10, 4e10}, .batch_size = 32, .progress = &std::cout});
+/// auto fits = contaccum::fit_planner(records);
+/// \endcode
+
+#include <contaccum/adapters/bias_only.hpp>
+#include <contaccum/adapters/block_freeze.hpp>
+#include <contaccum/adapters/full_fine_tune.hpp>
+#include <contaccum/adapters/lora.hpp>
+#include <contaccum/compute/flops.hpp>
+#include <contaccum/compute/grid.hpp>
+#include <contaccum/data/batch.hpp>
+#include <contaccum/detail/error.hpp>
+#include <contaccum/encoders/dual_encoder.hpp>
+#include <contaccum/encoders/gpt_neox.hpp>
+#include <contaccum/loss/info_nce.hpp>
+#include <contaccum/loss/similarity.hpp>
+#include <contaccum/pooling/mean.hpp>
+#include <contaccum/pooling/normalized.hpp>
+#include <contaccum/strategy/full_batch.hpp>
+#include <contaccum/strategy/grad_accum.hpp>
+#include <contaccum/train/trainer.hpp>
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace contaccum {
+
+/// \brief The embedding model every grid cell trains.
+using GridEmbeddingModel = DualEncoder<GptNeox, Normalized<MeanPooling>, SharedTower>;
+/// \brief The loss every grid cell trains with: InfoNCE over cosine similarities.
+using GridLoss = InfoNCE<Cosine>;
+
+/// \brief A model of the grid: a name and its starting weights (random or loaded). The
+///        runner trains copies; these weights are never changed.
+struct GridModel {
+  std::string name;
+  GptNeox model{nullptr};
+};
+
+/// \brief A method with its setting (k for block_freeze, r for lora, none otherwise).
+struct GridMethod {
+  Method method = Method::full;
+  std::optional<int64_t> setting;
+};
+
+/// \brief Peak learning rate per method (adapters that train few parameters usually want
+///        a larger one).
+struct MethodLearningRates {
+  double full = 1e-4;
+  double block_freeze = 1e-4;
+  double lora = 1e-3;
+  double bias_only = 1e-3;
+
+  [[nodiscard]] double of(Method m) const {
+    switch (m) {
+      case Method::full: return full;
+      case Method::block_freeze: return block_freeze;
+      case Method::lora: return lora;
+      case Method::bias_only: return bias_only;
+    }
+    return full;
+  }
+};
+
+/// \brief How the grid runner trains and scores each cell.
+struct GridRunnerConfig {
+  std::vector<double> budgets;         ///< C per column, in FLOPs
+  int64_t batch_size = 32;             ///< pairs per optimizer step (batch_size - 1 in-batch negatives)
+  int64_t micro_batch_size = 0;        ///< N_local for GradAccum; 0 = batch_size (FullBatch ignores it)
+  double tokens_per_pair = 0;          ///< FLOP accounting; 0 = measured on the pool (real query + passage tokens)
+  MethodLearningRates learning_rate{};
+  double weight_decay = 0.1;
+  double warmup_fraction = 0.1;        ///< of the cell's steps, then cosine decay to 0
+  double max_grad_norm = 1.0;          ///< 0 = no clipping
+  double temperature = 0.025;          ///< cosine / temperature (the paper's scale 40)
+  bool symmetric = true;               ///< average q->d and d->q InfoNCE
+  double lora_alpha_over_rank = 1.0;   ///< LoRA alpha = this x r (scaling alpha / r)
+  uint64_t seed = 0;                   ///< torch seed at the start of every cell
+  std::ostream* progress = nullptr;    ///< one line per cell, when set
+  std::function<void(const GridRecord&)> on_record;  ///< called after each recorded cell
+};
+
+/// \brief Mean real tokens of a query plus its positive over `pairs` (what one training
+///        pair costs in tokens, the paper's "78 tokens per pair").
+[[nodiscard]] inline double mean_tokens_per_pair(const PairBatch& pairs) {
+  detail::require(pairs.size() > 0, "mean_tokens_per_pair: no pairs");
+  const auto tokens = pairs.queries.attention_mask.sum().item<double>() + pairs.positives.attention_mask.sum().item<double>();
+  return tokens / static_cast<double>(pairs.size());
+}
+
+namespace detail {
+
+// A fresh GptNeox with the same shape and weights (the module is not Cloneable).
+[[nodiscard]] inline GptNeox copy_gpt_neox(const GptNeox& source) {
+  GptNeox copy(source->config());
+  torch::NoGradGuard no_grad;
+  const auto from = source->named_parameters();
+  for (auto& p : copy->named_parameters()) p.value().copy_(from[p.key()]);
+  const auto from_buffers = source->named_buffers();
+  for (auto& b : copy->named_buffers()) b.value().copy_(from_buffers[b.key()]);
+  copy->to(source->parameters().front().device());
+  return copy;
+}
+
+// Right-padded rows cut to their longest real row: (B, T) -> (B, T'), T' <= T.
+[[nodiscard]] inline TokenBatch trim_padding(const TokenBatch& b) {
+  if (!b.defined() || b.size() == 0) return b;
+  const auto used = b.attention_mask.ne(0).any(0).nonzero();  // (columns with a real token, 1)
+  const auto t = used.size(0) == 0 ? int64_t{1} : used.max().item<int64_t>() + 1;
+  return {b.input_ids.slice(1, 0, t), b.attention_mask.slice(1, 0, t)};
+}
+
+// Training batch `step` of a cell: consecutive slices of the pool from its start, cycling.
+[[nodiscard]] inline PairBatch pool_batch(const PairBatch& pool, int64_t step, int64_t batch_size) {
+  const int64_t per_pass = pool.size() / batch_size;
+  const int64_t begin = (step % per_pass) * batch_size;
+  const auto b = pool.slice(begin, begin + batch_size);
+  return {trim_padding(b.queries), trim_padding(b.positives), {}};
+}
+
+// Mean in-batch loss over `held_out` in chunks of `chunk` pairs (a short tail chunk is
+// left out when there is a full one, so every chunk has the same number of negatives).
+template <class Loss>
+[[nodiscard]] double held_out_loss(GridEmbeddingModel& model, const Loss& loss, const PairBatch& held_out,
+                                   int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  const auto device = model->parameters().front().device();
+  const int64_t n = held_out.size(), step = std::min(chunk, n);
+  double sum = 0;
+  int64_t chunks = 0;
+  for (int64_t begin = 0; begin + step <= n; begin += step) {
+    const auto b = held_out.slice(begin, begin + step);
+    const auto q = model->encode_queries(trim_padding(b.queries).to(device));      // (n, H)
+    const auto d = model->encode_passages(trim_padding(b.positives).to(device));   // (n, H)
+    sum += loss(q, d).template item<double>();
+    ++chunks;
+  }
+  model->train(was_training);
+  return sum / static_cast<double>(chunks);
+}
+
+struct CellOutcome {
+  bool trained = false;
+  int64_t pairs = 0, steps = 0;
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  double flops_per_token = 0;
+  bool diverged = false;
+};
+
+template <class S, class A>
+CellOutcome train_cell(const A& adapter, const GptNeox& start, double budget, const PairBatch& pool,
+                       const PairBatch& held_out, double tokens_per_pair, const GridRunnerConfig& c, Method method) {
+  // The cost per token is counted once the adapter has marked what trains; a throwaway
+  // prepare on a copy is cheaper than building a trainer for a cell that is skipped.
+  CellOutcome out;
+  {
+    GptNeox probe = copy_gpt_neox(start);
+    adapter.prepare(probe);
+    out.flops_per_token = flops_per_token(adapter, probe);
+  }
+  const double per_step = out.flops_per_token * tokens_per_pair * static_cast<double>(c.batch_size);
+  if (budget < per_step) return out;
+  torch::manual_seed(c.seed);  // after the probe: LoRA's A draws the same numbers in every cell
+  GridEmbeddingModel model(copy_gpt_neox(start));
+  const GridLoss loss{.similarity = Cosine{c.temperature}, .symmetric = c.symmetric};
+  const int64_t micro = c.micro_batch_size > 0 ? c.micro_batch_size : c.batch_size;
+  out.pairs = pairs_for_budget(budget, out.flops_per_token, tokens_per_pair, c.batch_size);
+  out.steps = out.pairs / c.batch_size;
+  out.trained = true;
+  const TrainerConfig tc{.micro_batch_size = micro,
+                         .learning_rate = c.learning_rate.of(method),
+                         .weight_decay = c.weight_decay,
+                         .warmup_steps = static_cast<int64_t>(std::round(c.warmup_fraction * static_cast<double>(out.steps))),
+                         .total_steps = out.steps,
+                         .decay = Decay::cosine,
+                         .max_grad_norm = c.max_grad_norm};
+  Trainer<GridEmbeddingModel, S, A, GridLoss> trainer(model, tc, S{}, loss, adapter);
+  try {
+    for (int64_t s = 0; s < out.steps; ++s) trainer.step(pool_batch(pool, s, c.batch_size));
+  } catch (const non_finite_loss&) {
+    out.diverged = true;
+    return out;
+  }
+  out.loss = held_out_loss(model, loss, held_out, c.batch_size);
+  return out;
+}
+
+template <class S>
+CellOutcome run_cell(const GridMethod& m, const GptNeox& start, double budget, const PairBatch& pool,
+                     const PairBatch& held_out, double tokens_per_pair, const GridRunnerConfig& c) {
+  switch (m.method) {
+    case Method::full: return train_cell<S>(FullFineTune{}, start, budget, pool, held_out, tokens_per_pair, c, m.method);
+    case Method::block_freeze:
+      return train_cell<S>(BlockFreeze{.trainable_blocks = *m.setting}, start, budget, pool, held_out, tokens_per_pair,
+                           c, m.method);
+    case Method::lora:
+      return train_cell<S>(LoRA{.rank = *m.setting,
+                                .alpha = c.lora_alpha_over_rank * static_cast<double>(*m.setting),
+                                .target_modules = "query_key_value|dense|dense_h_to_4h|dense_4h_to_h"},
+                           start, budget, pool, held_out, tokens_per_pair, c, m.method);
+    case Method::bias_only:
+      return train_cell<S>(BiasOnly{}, start, budget, pool, held_out, tokens_per_pair, c, m.method);
+  }
+  return {};
+}
+
+// ", 2.3 passes" when a cell reads the pool more than once (repeated pairs: a larger pool
+// keeps the runs single-pass, as the paper's are).
+inline std::string passes_note(int64_t steps, int64_t pool, int64_t batch_size) {
+  const double passes = static_cast<double>(steps) / static_cast<double>(pool / batch_size);
+  if (passes <= 1.0) return "";
+  char note[32];
+  std::snprintf(note, sizeof note, ", %.1f passes", passes);
+  return note;
+}
+
+inline std::string fixed_width(std::string s, std::size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+}  // namespace detail
+
+/// \brief Trains every (budget, model, method) cell and returns one record per trained
+///        cell, budgets ascending, then models, then methods in the order given.
+///        `train_pool`: tokenized training pairs (positives only; hard negatives are not
+///        used), at least one batch; `held_out`: pairs never trained on, at least 2.
+///        S is the strategy: FullBatch<> (one InfoNCE over the whole batch, the paper's)
+///        or GradAccum<> (micro-batches of micro_batch_size, each its own InfoNCE).
+///        Throws invalid_input, before training anything, for a bad setting, a
+///        block_freeze k larger than a model's blocks, a budget that is not positive and
+///        finite, or too little data.
+template <class S = FullBatch<>>
+[[nodiscard]] std::vector<GridRecord> run_grid(const std::vector<GridModel>& models, const std::vector<GridMethod>& methods,
+                                               const PairBatch& train_pool, const PairBatch& held_out,
+                                               const GridRunnerConfig& config) {
+  detail::require(!models.empty(), "run_grid: no models");
+  detail::require(!methods.empty(), "run_grid: no methods");
+  detail::require(!config.budgets.empty(), "run_grid: no budgets (GridRunnerConfig.budgets)");
+  detail::require(config.batch_size > 1, "run_grid: batch_size must be at least 2 (in-batch negatives), got ",
+                  config.batch_size);
+  detail::require(train_pool.size() >= config.batch_size, "run_grid: the training pool has ", train_pool.size(),
+                  " pairs, fewer than one batch of ", config.batch_size);
+  detail::require(held_out.size() >= 2, "run_grid: the held-out set needs at least 2 pairs, got ", held_out.size());
+  train_pool.validate();
+  held_out.validate();
+  for (const auto b : config.budgets)
+    detail::require(std::isfinite(b) && b > 0, "run_grid: every budget must be positive and finite, got ", b);
+  for (const auto& m : models) detail::require(!m.model.is_empty(), "run_grid: model ", m.name, " is null");
+  for (const auto& m : methods) {
+    validate_setting(m.method, m.setting, "run_grid");
+    if (m.method == Method::block_freeze)
+      for (const auto& model : models)
+        detail::require(*m.setting <= model.model->num_layers(), "run_grid: block_freeze k = ", *m.setting,
+                        " but model ", model.name, " has ", model.model->num_layers(), " blocks");
+  }
+  const double tokens_per_pair = config.tokens_per_pair > 0 ? config.tokens_per_pair : mean_tokens_per_pair(train_pool);
+  auto budgets = config.budgets;
+  std::sort(budgets.begin(), budgets.end());
+
+  std::vector<GridRecord> records;
+  const auto cells = budgets.size() * models.size() * methods.size();
+  std::size_t cell = 0;
+  for (const auto budget : budgets)
+    for (const auto& model : models)
+      for (const auto& method : methods) {
+        ++cell;
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto out = detail::run_cell<S>(method, model.model, budget, train_pool, held_out, tokens_per_pair, config);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const auto n = non_embedding_parameters(model.model->config());
+        if (config.progress != nullptr) {
+          char head[160];
+          std::snprintf(head, sizeof head, "[%3zu/%zu] C %.3g  %s N %-9lld %s ", cell, cells, budget,
+                        detail::fixed_width(model.name, 10).c_str(), static_cast<long long>(n),
+                        detail::fixed_width(std::string(method_name(method.method)) + " " +
+                                                describe_setting(method.method, method.setting), 17)
+                            .c_str());
+          char tail[160];
+          if (!out.trained)
+            std::snprintf(tail, sizeof tail, "skipped: one step costs %.3g FLOPs",
+                          out.flops_per_token * tokens_per_pair * static_cast<double>(config.batch_size));
+          else
+            std::snprintf(tail, sizeof tail, "pairs %7lld (%5lld steps%s)  held-out loss %s%.4f  %6.1f s",
+                          static_cast<long long>(out.pairs), static_cast<long long>(out.steps),
+                          detail::passes_note(out.steps, train_pool.size(), config.batch_size).c_str(),
+                          out.diverged ? "DIVERGED " : "", out.loss, secs);
+          *config.progress << head << tail << std::endl;
+        }
+        if (!out.trained) continue;
+        records.push_back({.method = method.method, .setting = method.setting, .model = model.name,
+                           .non_embedding_params = n, .budget_flops = budget, .pairs = out.pairs, .loss = out.loss});
+        if (config.on_record) config.on_record(records.back());
+      }
+  return records;
+}
+
+}  // namespace contaccum
