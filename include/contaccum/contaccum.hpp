@@ -19,6 +19,9 @@
 #include <contaccum/eval/trec.hpp>
 #include <contaccum/eval/metrics.hpp>
 #include <contaccum/eval/exact_search.hpp>
+#ifdef CONTACCUM_WITH_FAISS
+#include <contaccum/eval/faiss_index.hpp>  // optional: CMake defines it when it finds FAISS
+#endif
 #include <contaccum/encoders/bert.hpp>
 #include <contaccum/encoders/gpt_neox.hpp>
 #include <contaccum/encoders/dual_encoder.hpp>
@@ -52,6 +55,14 @@
 #include <contaccum/checkpoint/peft_adapter.hpp>
 #include <contaccum/compute/memory.hpp>
 #include <contaccum/compute/flops.hpp>
+#include <contaccum/compute/flops_detailed.hpp>
+#include <contaccum/compute/tokens_per_pair.hpp>
+#include <contaccum/compute/memory_model.hpp>
+#include <contaccum/compute/grid.hpp>
+#include <contaccum/compute/planner_models.hpp>
+#include <contaccum/compute/planner.hpp>
+#include <contaccum/compute/planner_io.hpp>
 #include <contaccum/train/optim.hpp>
 #include <contaccum/train/stats.hpp>
 #include <contaccum/train/trainer.hpp>
+#include <contaccum/compute/grid_runner.hpp>

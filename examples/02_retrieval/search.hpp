@@ -1,0 +1,134 @@
+#pragma once
+// `retrieval search`: answer typed queries with the top packages of the whole corpus.
+// The corpus is encoded once per (model, corpus, limit) and cached as a safetensors file;
+// later searches load it and only encode the query.
+
+#include "job.hpp"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <sstream>
+
+namespace retrieval {
+
+inline constexpr const char* search_usage =
+    "retrieval search [--model DIR] [--data DIR] [--index-dir DIR] [--limit N] [--k N] [--rebuild] [query ...]\n"
+    "  (no query: one query per line from standard input)";
+
+namespace detail {
+
+// What the cached embeddings depend on: the model's weights, the corpus file, how many
+// passages and how they were cut. A change in any of them makes a new index.
+inline std::string index_fingerprint(const fs::path& model, const fs::path& corpus, int64_t limit, std::size_t max_len) {
+  auto stamp = [](const fs::path& f) {
+    ca::detail::require(fs::exists(f), "search: ", f.string(), " does not exist");
+    std::ostringstream s;
+    s << fs::canonical(f).string() << ":" << fs::file_size(f) << ":"
+      << fs::last_write_time(f).time_since_epoch().count();
+    return s.str();
+  };
+  std::ostringstream s;
+  s << stamp(model / "model.safetensors") << "|" << stamp(corpus) << "|limit=" << limit << "|max_length=" << max_len;
+  return s.str();
+}
+
+inline std::string short_line(const std::string& text, std::size_t width) {
+  std::string line = text.substr(0, text.find('\n'));
+  if (line.size() > width) {
+    line.resize(width);
+    while (!line.empty() && (static_cast<unsigned char>(line.back()) & 0xC0) == 0x80) line.pop_back();  // UTF-8 tail
+    if (!line.empty()) line.pop_back();
+    line += "...";
+  }
+  return line;
+}
+
+}  // namespace detail
+
+inline int search(Args& args) {
+  const fs::path model_dir = args.text("--model", "out/main/model");
+  const fs::path data = args.text("--data", "data/debian-beir");
+  const fs::path index_dir = args.text("--index-dir", "out/search-index");
+  const int64_t limit = args.integer("--limit", std::numeric_limits<int64_t>::max());
+  const int64_t k = args.integer("--k", 10);
+  const bool rebuild = args.flag("--rebuild");  // encode the corpus even when a cached index matches
+  args.check_all_used(search_usage);
+  ca::detail::require(fs::exists(model_dir / "model.safetensors"), "search: no model at ", model_dir.string(),
+                      " (train one with `bash scripts/main.sh`, or pass --model models/all-MiniLM-L6-v2)");
+  const ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 128};
+
+  // The corpus, in file order, and the packages' short descriptions (the dataset's queries
+  // of every split) to show next to each hit.
+  std::vector<ca::Passage> corpus;
+  for (auto&& p : ca::beir_corpus(data / "corpus.jsonl")) {
+    if (static_cast<int64_t>(corpus.size()) >= limit) break;
+    corpus.push_back(std::move(p));
+  }
+  std::unordered_map<std::string, std::string> summary;
+  for (auto&& q : ca::beir_queries(data / "queries.jsonl")) summary.emplace(q.id, q.text);
+
+  const auto st = ca::read_sentence_transformer_config(model_dir);
+  ca::require_pooling<Reader>(st, model_dir.string());
+  auto encoder = ca::load_bert(model_dir);
+  const auto tok = ca::tokenizers::load_tokenizer(model_dir);
+
+  const auto fingerprint =
+      detail::index_fingerprint(model_dir, data / "corpus.jsonl", static_cast<int64_t>(corpus.size()),
+                                tokenize.passage_max_length);
+  std::ostringstream name;
+  name << "index-" << std::hex << std::setw(16) << std::setfill('0') << std::hash<std::string>{}(fingerprint)
+       << ".safetensors";
+  const fs::path index_file = index_dir / name.str();
+  torch::Tensor docs;  // (N, H), L2-normalised
+  if (!rebuild && fs::exists(index_file) && ca::load_safetensors_metadata(index_file)["fingerprint"] == fingerprint) {
+    docs = ca::load_safetensors(index_file).at("embeddings");
+    std::cout << "index: " << docs.size(0) << " passages loaded from " << index_file.string() << std::endl;
+  } else {
+    std::cout << "index: encoding " << corpus.size() << " passages with " << model_dir.string()
+              << " (once; cached in " << index_file.string() << ")" << std::endl;
+    std::vector<std::string> texts;
+    texts.reserve(corpus.size());
+    for (const auto& p : corpus) texts.push_back(ca::passage_text(p, tokenize));
+    Progress bar("index", static_cast<int64_t>(texts.size()));
+    docs = ca::embed_texts(encoder, Reader{}, tok, texts,
+                           {.batch_size = 64, .max_length = tokenize.passage_max_length, .progress = bar.callback()});
+    fs::create_directories(index_dir);
+    ca::save_safetensors(index_file, {{"embeddings", docs.contiguous()}},
+                         {{"fingerprint", fingerprint}, {"passages", std::to_string(docs.size(0))}});
+  }
+  ca::detail::require(docs.size(0) == static_cast<int64_t>(corpus.size()), "search: the index ", index_file.string(),
+                      " has ", docs.size(0), " rows for ", corpus.size(), " passages; delete it to rebuild");
+
+  auto answer = [&](const std::string& query) {
+    const auto q = ca::embed_texts(encoder, Reader{}, tok, std::vector<std::string>{query},
+                                   {.max_length = tokenize.query_max_length});  // (1, H)
+    const auto top = ca::exact_search(q, docs, {.k = k});
+    std::cout << "\nquery: " << query << "\n";
+    for (int64_t r = 0; r < top.indices.size(1); ++r) {
+      const auto& p = corpus[static_cast<std::size_t>(top.indices[0][r].item<int64_t>())];
+      const auto it = summary.find(p.id);
+      std::cout << std::setw(4) << r + 1 << "  " << std::fixed << std::setprecision(4) << top.scores[0][r].item<float>()
+                << "  " << std::left << std::setw(28) << p.id << std::right << "  "
+                << detail::short_line(it != summary.end() ? it->second : p.text, 70) << "\n";
+    }
+    std::cout << std::flush;
+  };
+  if (!args.positional.empty()) {
+    for (const auto& q : args.positional) answer(q);
+    return 0;
+  }
+  const bool interactive = ::isatty(0) != 0;
+  std::string line;
+  while (true) {
+    if (interactive) std::cout << "\nquery> " << std::flush;
+    if (!std::getline(std::cin, line)) break;
+    if (!line.empty()) answer(line);
+  }
+  return 0;
+}
+
+}  // namespace retrieval
