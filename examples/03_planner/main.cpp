@@ -320,7 +320,11 @@ int main(int argc, char** argv) try {
             << "  recommendation for C = " << sci(big) << " FLOPs: " << ca::method_name(plan.method)
             << (plan.setting ? " " + ca::describe_setting(plan.method, plan.setting) : "") << " on " << plan.model << " (N_opt predicted "
             << sci(plan.predicted_model_size) << ", snapped to N = " << plan.non_embedding_params << "), " << plan.pairs
-            << " pairs, predicted loss " << sci(plan.predicted_loss, 4) << (plan.extrapolated ? " (extrapolated)" : "") << "\n"
+            << " pairs, predicted loss " << sci(plan.predicted_loss, 4) << (plan.extrapolated ? " (extrapolated)" : "")
+            << (plan.predicted_loss < 0 ? "; a loss below zero cannot happen: the straight-line fit is extrapolated past "
+                                          "its range, so trust the ranking of methods, not this value"
+                                        : "")
+            << "\n"
             << "  done in " << sci(secs) << " s\n";
   return finite && reloads && fell ? 0 : 1;
 } catch (const std::exception& e) {
