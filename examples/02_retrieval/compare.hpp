@@ -137,14 +137,6 @@ inline RunResult run_from_json(const json& j) {
   return r;
 }
 
-inline std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 }  // namespace detail
 
 inline int compare(Args& args, const std::string& command_line) {
@@ -168,7 +160,7 @@ inline int compare(Args& args, const std::string& command_line) {
   c.bank = args.integer("--bank", c.bank);
   c.eval_queries = args.integer("--eval-queries", c.eval_queries);
   c.eval_corpus = args.integer("--eval-corpus", c.eval_corpus);
-  if (const auto m = args.text("--methods", ""); !m.empty()) c.methods = detail::split_list(m);
+  if (const auto m = args.text("--methods", ""); !m.empty()) c.methods = example::split_list(m);
   c.out = args.text("--out", c.out.string());
   c.data = args.text("--data", c.data.string());
   c.model = args.text("--model", c.model.string());

@@ -4,6 +4,8 @@
 
 #include <contaccum/contaccum.hpp>
 
+#include "../common/args.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -24,70 +26,7 @@ using json = nlohmann::json;
 using Reader = ca::Normalized<ca::MeanPooling>;  // all-MiniLM-L6-v2's pooling
 using Loss = ca::InfoNCE<ca::Cosine>;
 
-/// The command line: `--name value` options and `--flag`s; everything else is positional.
-class Args {
-public:
-  Args(int argc, char** argv, int first, std::vector<std::string> flags) : flags_(std::move(flags)) {
-    for (int i = first; i < argc; ++i) {
-      const std::string a = argv[i];
-      if (a.rfind("--", 0) != 0) {
-        positional.push_back(a);
-      } else if (std::find(flags_.begin(), flags_.end(), a) != flags_.end()) {
-        values_[a] = "1";
-      } else {
-        ca::detail::require(i + 1 < argc, "option ", a, " needs a value");
-        values_[a] = argv[++i];
-      }
-    }
-  }
-  [[nodiscard]] bool flag(const std::string& name) {
-    used_.insert(name);
-    return values_.contains(name);
-  }
-  std::string text(const std::string& name, const std::string& fallback) {
-    used_.insert(name);
-    const auto it = values_.find(name);
-    return it == values_.end() ? fallback : it->second;
-  }
-  int64_t integer(const std::string& name, int64_t fallback) {
-    const auto s = text(name, "");
-    if (s.empty()) return fallback;
-    std::size_t end = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(s, &end);
-    } catch (const std::exception&) {
-      end = 0;
-    }
-    ca::detail::require(end == s.size() && v > 0, "option ", name, " needs a positive integer, got '", s, "'");
-    return v;
-  }
-  double real(const std::string& name, double fallback) {
-    const auto s = text(name, "");
-    if (s.empty()) return fallback;
-    std::size_t end = 0;
-    double v = 0;
-    try {
-      v = std::stod(s, &end);
-    } catch (const std::exception&) {
-      end = 0;
-    }
-    ca::detail::require(end == s.size() && v > 0, "option ", name, " needs a positive number, got '", s, "'");
-    return v;
-  }
-  /// Every option given must have been read by the mode: a typo is an error, not ignored.
-  void check_all_used(const std::string& usage) const {
-    for (const auto& [name, value] : values_)
-      ca::detail::require(used_.contains(name), "unknown option '", name, "'\nusage: ", usage);
-  }
-
-  std::vector<std::string> positional;
-
-private:
-  std::vector<std::string> flags_;
-  std::map<std::string, std::string> values_;
-  std::unordered_set<std::string> used_;
-};
+using example::Args;  // the command line (examples/common/args.hpp)
 
 /// A one-line progress bar on stderr: done/total, elapsed, ETA and a caller's note.
 class Progress {

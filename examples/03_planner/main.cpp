@@ -1,8 +1,9 @@
 // The compute-optimal planner end to end, at toy scale: the procedure of Ziarko et al. 2024
 // (arXiv 2406.04165) run on Pythia-shaped micro models instead of Pythia itself.
 //
-//   planner [--quick] [--out DIR] [--data DIR] [--model DIR] [--pretrain-steps N]
-//           [--widths 32,64,128] [--budgets 4e10,8e10,...] [--threads N] [--seed S]
+//   planner [--quick] [--fresh] [--out DIR] [--data DIR] [--model DIR] [--pretrain-steps N]
+//           [--widths 32,64,128] [--budgets 4e10,8e10,...] [--methods full,lora:16,...]
+//           [--threads N] [--seed S]
 //
 //  1. builds micro models with Pythia's architecture and ratios (GPT-NeoX, rotary_pct 0.25,
 //     parallel residual, intermediate 4d, LayerNorm eps 1e-5) over the all-MiniLM-L6-v2
@@ -26,6 +27,11 @@
 #include <contaccum/compute/planner.hpp>
 #include <contaccum/compute/planner_io.hpp>
 #include <contaccum/compute/planner_models.hpp>
+#include <contaccum/detail/json_file.hpp>
+
+#include "../common/args.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -110,24 +116,36 @@ ca::PairBatch pairs_of(const std::vector<ca::TextExample>& examples, std::size_t
   return ca::tokenize_pairs(tok, std::span<const ca::TextPair>(pairs), c.tokenize);
 }
 
-// "32,64,128" -> {32, 64, 128}; `what` names the option in errors.
-template <class T>
-std::vector<T> list_of(const std::string& text, const std::string& what) {
-  std::vector<T> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    std::size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    ca::detail::require(used == item.size() && !item.empty() && v > 0, what, ": '", item, "' is not a positive number");
-    out.push_back(static_cast<T>(v));
+// "full,block_freeze:1,lora:16,bias_only" -> the method settings of the grid.
+std::vector<ca::GridMethod> methods_of(const std::string& text) {
+  std::vector<ca::GridMethod> out;
+  for (const auto& item : example::split_list(text)) {
+    const auto colon = item.find(':');
+    ca::GridMethod m{ca::parse_method(item.substr(0, colon), "--methods")};
+    if (colon != std::string::npos) m.setting = example::positive_number<int64_t>(item.substr(colon + 1), "--methods " + item);
+    ca::validate_setting(m.method, m.setting, "--methods " + item);
+    out.push_back(m);
   }
-  ca::detail::require(!out.empty(), what, " needs a comma-separated list");
+  ca::detail::require(!out.empty(), "--methods needs a comma-separated list such as full,block_freeze:1,lora:16,bias_only");
   return out;
+}
+
+// What the grid's cells depend on besides (method, setting, model, budget): a rerun with
+// the same setting resumes from grid.json and the saved micro models.
+nlohmann::json setting_of(const PlannerJob& c, bool quick) {
+  return {{"quick", quick},
+          {"data", c.data.string()},
+          {"tokenizer", c.model.string()},
+          {"pretrain_steps", c.pretrain_steps},
+          {"pretrain_batch", c.pretrain_batch},
+          {"pretrain_learning_rate", c.pretrain_learning_rate},
+          {"pool_pairs", c.pool_pairs},
+          {"held_out_pairs", c.held_out_pairs},
+          {"batch_size", c.batch_size},
+          {"query_max_length", c.tokenize.query_max_length},
+          {"passage_max_length", c.tokenize.passage_max_length},
+          {"learning_rates", {c.learning_rate.full, c.learning_rate.block_freeze, c.learning_rate.lora, c.learning_rate.bias_only}},
+          {"seed", c.seed}};
 }
 
 std::string sci(double v, int digits = 3) {
@@ -194,32 +212,17 @@ void write_plot(const ca::PlannerFits& fits, const std::vector<ca::GridRecord>& 
 
 }  // namespace
 
+constexpr const char* usage =
+    "planner [--quick] [--fresh] [--out DIR] [--data DIR] [--model DIR] [--pretrain-steps N] [--widths D,D,...] "
+    "[--budgets C,C,...] [--methods full,block_freeze:K,lora:R,bias_only] [--threads N] [--seed S]";
+
 int main(int argc, char** argv) try {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows line by line in a log file too
   PlannerJob c;
-  bool quick = false;
-  int64_t pretrain_steps = -1;
-  std::vector<int64_t> widths;
-  std::vector<double> budgets;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      ca::detail::require(i + 1 < argc, "option ", a, " needs a value");
-      return argv[++i];
-    };
-    if (a == "--quick") quick = true;
-    else if (a == "--out") c.out = value();
-    else if (a == "--data") c.data = value();
-    else if (a == "--model") c.model = value();
-    else if (a == "--pretrain-steps") pretrain_steps = std::stoll(value());
-    else if (a == "--widths") widths = list_of<int64_t>(value(), "--widths");
-    else if (a == "--budgets") budgets = list_of<double>(value(), "--budgets");
-    else if (a == "--threads") c.threads = std::stoi(value());
-    else if (a == "--seed") c.seed = std::stoull(value());
-    else
-      ca::detail::require(false, "unknown option '", a,
-                          "' (--quick, --out DIR, --data DIR, --model DIR, --pretrain-steps N, --widths D,D,..., "
-                          "--budgets C,C,..., --threads N, --seed S)");
-  }
+  example::Args args(argc, argv, 1, {"--quick", "--fresh"});
+  ca::detail::require(args.positional.empty(), "planner takes no positional argument\nusage: ", usage);
+  const bool quick = args.flag("--quick");
+  const bool fresh = args.flag("--fresh");  // retrain every cell even when out/ holds a run with this setting
   if (quick) {  // 2 models x 4 methods x 2 budgets on a small slice
     c.pretrain_steps = 10;
     c.pool_pairs = 6144;
@@ -228,14 +231,32 @@ int main(int argc, char** argv) try {
     c.methods = {{ca::Method::full, {}}, {ca::Method::block_freeze, 1}, {ca::Method::lora, 4}, {ca::Method::bias_only, {}}};
     c.budgets = {8e9, 3.2e10};
   }
-  if (pretrain_steps >= 0) c.pretrain_steps = pretrain_steps;
-  if (!widths.empty()) c.widths = widths;
-  if (!budgets.empty()) c.budgets = budgets;
+  c.out = args.text("--out", c.out.string());
+  c.data = args.text("--data", c.data.string());
+  c.model = args.text("--model", c.model.string());
+  if (const auto steps = args.text("--pretrain-steps", ""); !steps.empty())
+    c.pretrain_steps = steps == "0" ? 0 : example::positive_number<int64_t>(steps, "option --pretrain-steps");
+  c.widths = args.list<int64_t>("--widths", c.widths);
+  c.budgets = args.list<double>("--budgets", c.budgets);
+  if (const auto m = args.text("--methods", ""); !m.empty()) c.methods = methods_of(m);
+  c.threads = static_cast<int>(args.integer("--threads", c.threads));
+  c.seed = static_cast<uint64_t>(args.integer("--seed", static_cast<int64_t>(c.seed)));
+  args.check_all_used(usage);
   for (const auto d : c.widths)
     ca::detail::require(d % 16 == 0, "--widths: ", d, " is not a multiple of 16 (heads of 16 or 32 dims)");
   if (c.threads > 0) torch::set_num_threads(c.threads);
-  torch::manual_seed(c.seed);
   fs::create_directories(c.out);
+  // Resuming: out/run.json records the setting; with the same setting the finished cells
+  // of grid.json and the pre-trained models in out/models are reused.
+  const auto setting = setting_of(c, quick);
+  const bool resume = !fresh && fs::exists(c.out / "run.json") && ca::detail::read_json_file(c.out / "run.json", "run file") == setting;
+  std::vector<ca::GridRecord> finished;
+  if (resume && fs::exists(c.out / "grid.json")) finished = ca::load_grid_records(c.out / "grid.json");
+  if (!resume) {
+    fs::remove(c.out / "grid.json");
+    fs::remove_all(c.out / "models");
+    ca::detail::write_json_file(c.out / "run.json", setting);
+  }
   const auto t_start = std::chrono::steady_clock::now();
   std::cout << "contaccum compute-optimal planner: " << (quick ? "quick" : "full") << " run\n"
             << "  Pythia-shaped micro models: the paper's procedure at toy scale (not Pythia itself)\n"
@@ -263,16 +284,26 @@ int main(int argc, char** argv) try {
   std::vector<ca::GridModel> models;
   for (const auto d : c.widths) {
     family.push_back(micro_model(d, static_cast<int64_t>(tok.vocab_size()), 128));
-    ca::GptNeox lm(family.back().config);
-    pretrain(lm, lm_passages, c, family.back().name);
-    models.push_back({family.back().name, lm});
+    const auto& name = family.back().name;
+    const auto saved = c.out / "models" / name;
+    torch::manual_seed(c.seed + static_cast<uint64_t>(d));  // each model's start depends on its width only
+    ca::GptNeox lm{nullptr};
+    if (resume && fs::exists(saved / "config.json")) {
+      lm = ca::load_gpt_neox(saved);
+      std::printf("  loaded %-10s pre-trained earlier with this setting (%s)\n", name.c_str(), saved.string().c_str());
+    } else {
+      lm = ca::GptNeox(family.back().config);
+      pretrain(lm, lm_passages, c, name);
+      ca::save_gpt_neox(lm, saved);
+    }
+    models.push_back({name, lm});
     std::cout << "  " << family.back().name << ": " << family.back().config.num_hidden_layers << " blocks, d "
               << family.back().config.hidden_size << ", " << family.back().config.num_attention_heads
               << " heads, N = " << ca::non_embedding_parameters(family.back().config) << " non-embedding parameters\n";
   }
 
-  // The grid.
-  std::vector<ca::GridRecord> partial;
+  // The grid. grid.json keeps every cell run with this setting, this run's and earlier ones.
+  std::vector<ca::GridRecord> kept = finished;
   const ca::GridRunnerConfig grid_config{
       .budgets = c.budgets,
       .batch_size = c.batch_size,
@@ -281,13 +312,22 @@ int main(int argc, char** argv) try {
       .seed = c.seed,
       .progress = &std::cout,
       .on_record = [&](const ca::GridRecord& r) {  // a long run keeps what it has done
-        partial.push_back(r);
-        ca::save_grid_records(partial, c.out / "grid.json");
-      }};
+        const auto same = [&](const ca::GridRecord& k) {
+          return k.method == r.method && k.setting == r.setting && k.model == r.model && k.budget_flops == r.budget_flops;
+        };
+        if (std::none_of(kept.begin(), kept.end(), same)) {
+          kept.push_back(r);
+          ca::save_grid_records(kept, c.out / "grid.json");
+        }
+      },
+      .done = finished};
   std::cout << "\n  grid: " << c.methods.size() << " method settings x " << models.size() << " models x "
             << c.budgets.size() << " budgets, batch " << c.batch_size << ", symmetric InfoNCE / 0.025\n";
+  if (!finished.empty())
+    std::cout << "  resuming: " << finished.size() << " cells finished earlier with this setting (" << (c.out / "grid.json").string()
+              << "; --fresh starts over)\n";
   const auto records = ca::run_grid(models, c.methods, pool, held_out, grid_config);
-  ca::save_grid_records(records, c.out / "grid.json");
+  ca::save_grid_records(kept, c.out / "grid.json");
 
   // Fits, table, files.
   const auto fits = ca::fit_planner(records);
@@ -321,7 +361,7 @@ int main(int argc, char** argv) try {
             << (plan.setting ? " " + ca::describe_setting(plan.method, plan.setting) : "") << " on " << plan.model << " (N_opt predicted "
             << sci(plan.predicted_model_size) << ", snapped to N = " << plan.non_embedding_params << "), " << plan.pairs
             << " pairs, predicted loss " << sci(plan.predicted_loss, 4) << (plan.extrapolated ? " (extrapolated)" : "")
-            << (plan.predicted_loss < 0 ? "; a loss below zero cannot happen: the straight-line fit is extrapolated past "
+            << (plan.loss_below_zero ? "; a loss below zero cannot happen: the straight-line fit is extrapolated past "
                                           "its range, so trust the ranking of methods, not this value"
                                         : "")
             << "\n"

@@ -22,6 +22,18 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   return dir;
 }
 
+// The message of the invalid_input `f` throws, or "(no invalid_input was thrown)": a
+// CHECK_THAT on it fails both when the error is missing and when its text is wrong.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const contaccum::invalid_input& e) {
+    return e.what();
+  }
+  return "(no invalid_input was thrown)";
+}
+
 // Runs tests/reference/<script> with the project's virtualenv Python; true on exit 0.
 inline bool run_python_reference(const std::string& script, const std::string& args) {
   const auto cmd = std::string(CONTACCUM_PYTHON) + " " + CONTACCUM_TEST_DIR + "/reference/" + script + " " + args;

@@ -5,6 +5,7 @@
 // BlockFreeze keeps no graph below its first trainable block (grads, memory, time);
 // BiasOnly trains exactly the biases; bad settings are rejected with the field named;
 // FLOPs per token per method as the compute-optimal recipe counts them, for Pythia shapes.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
@@ -320,7 +321,7 @@ TEST_CASE("The Trainer trains only what the adapter leaves trainable", "[adapter
     std::map<std::string, torch::Tensor> before;
     for (const auto& p : model->named_parameters()) before.emplace(p.key(), p.value().detach().clone());
     Trainer<Model, GradAccum<>, decltype(adapter)> trainer(std::move(model),
-                                                           {.micro_batch_size = 4, .learning_rate = 1e-3}, {}, {},
+                                                           {.micro_batch_size = 4, .learning_rate = 1e-3}, GradAccum<>(), {},
                                                            adapter);
     auto data = test::tiny_data(1, 7);
     for (int i = 0; i < 2; ++i) CHECK(std::isfinite(trainer.step(data.next(8)).loss));

@@ -1,5 +1,6 @@
 // Memory-bank semantics: FIFO order, capacity, wrap-around, persistence, ablation switches,
 // device/dtype following the inputs, and exact rollback of a failed step.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

@@ -2,6 +2,7 @@
 // our Bert and gives transformers' hidden states (tests/reference/bert_reference.py); a
 // folder written by save_bert loads in transformers and gives ours; old names load; a
 // checkpoint or config that does not fit is rejected with every problem named.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

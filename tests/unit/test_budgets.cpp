@@ -3,6 +3,7 @@
 // models, tokens per pair measured on text, the predicted peak memory of a training step
 // against MemoryMeter's measurement for Bert and GptNeox under every method, the largest
 // micro-batch for a memory budget, and the errors of budgets too small for one step.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
@@ -18,6 +19,7 @@
 #include <vector>
 
 using namespace contaccum;
+using test::error_of;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -29,14 +31,6 @@ GptNeoxConfig pythia(int64_t layers, int64_t d, int64_t heads) {
           .intermediate_size = 4 * d};
 }
 
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const invalid_input& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 

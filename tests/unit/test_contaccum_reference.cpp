@@ -1,6 +1,7 @@
 // ContAccum over several optimizer steps equals an independent Python implementation of
 // the official algorithm (tests/reference/contaccum_reference.py), fed the same
 // embeddings: the loss of every step and the gradients w.r.t. every current embedding.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

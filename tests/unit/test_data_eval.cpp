@@ -2,6 +2,7 @@
 // tests/fixtures/data/ (malformed records name file, line and field; OnError::skip counts
 // them), seeded shuffling and DPR-style pair sampling, the metrics against pytrec_eval
 // (tests/reference/trec_reference.py) and exact search against a full-matrix top-k.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
@@ -34,6 +35,7 @@
 #include <vector>
 
 using namespace contaccum;
+using test::error_of;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 using Catch::Contains;
@@ -50,16 +52,6 @@ fs::path write_text(const std::string& name, const std::string& text) {
 }
 
 // The message of the invalid_input `f` throws (fails the test if it throws none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const invalid_input& e) {
-    return e.what();
-  }
-  FAIL("no invalid_input was thrown");
-  return {};
-}
 
 // The line a malformed_record names.
 template <class F>

@@ -1,4 +1,5 @@
 // Bad input: each gets a clear error naming what was wrong, and loses nothing.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

@@ -5,6 +5,7 @@
 // transformers and gives ours; config spellings resolve as transformers resolves them; a
 // checkpoint or config that does not fit is rejected with every problem named. Padding
 // never produces NaN, dropout is honoured in training mode, attention is causal.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

@@ -1,5 +1,6 @@
 // InfoNCE: the banked evaluation equals the dense reference formula (loss and gradients),
 // also when the bank x bank scores are streamed in several chunks; symmetric and cosine.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

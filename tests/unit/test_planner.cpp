@@ -4,6 +4,7 @@
 // family member in log space, counts N_t per method as the adapters do, round-trips its
 // JSON files, names the file and field of a malformed one, and the grid runner trains
 // every cell of a tiny grid with the real Trainer.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
@@ -26,6 +27,7 @@
 #include <vector>
 
 using namespace contaccum;
+using test::error_of;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -94,14 +96,6 @@ struct OneThread {
 
 fs::path scratch() { return test::scratch_dir("contaccum_planner"); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 void write(const fs::path& file, const std::string& text) { std::ofstream(file, std::ios::trunc) << text; }
 
@@ -161,6 +155,13 @@ TEST_CASE("The plan picks full fine-tuning below the crossover and LoRA above it
   CHECK(high.setting == 16);
   CHECK(high.predicted_loss == Approx(6.6 - 0.35 * 17).margin(2e-3));
   CHECK(high.extrapolated);  // fitted up to 1e16
+  CHECK_FALSE(high.loss_below_zero);
+  CHECK_FALSE(low.loss_below_zero);
+  // Far past the fitted budgets LoRA's line (6.6 - 0.35 x 19 = -0.05) goes below zero: flagged.
+  const auto far = recommend(fits, 1e19, family, options);
+  CHECK(far.method == Method::lora);
+  CHECK(far.predicted_loss < 0);
+  CHECK(far.loss_below_zero);
   CHECK(high.predicted_model_size == Approx(std::pow(10.0, -2.5 + 0.7 * 17)).epsilon(1e-3));
   // the snapped model is the family member nearest in log space
   CHECK(high.model == snap_model_size(high.predicted_model_size, family).name);
@@ -426,4 +427,30 @@ TEST_CASE("The grid runner trains every cell with the Trainer and more budget lo
                     Catch::Contains("block_freeze k = 2 but model tiny-16 has 1 blocks"));
   CHECK_THROWS_WITH(run_grid(models, {{Method::lora, {}}}, pool, held_out, config), Catch::Contains("needs a setting (r)"));
   CHECK_THROWS_WITH(run_grid(models, methods, pool.slice(0, 8), held_out, config), Catch::Contains("fewer than one batch"));
+
+  // Resuming: cells found in `done` are returned as they are, not trained again; the rest train.
+  std::ostringstream resumed;
+  auto again = config;
+  again.budgets = {4e7, 1.6e8, 3.2e8};
+  again.done = records;
+  again.progress = &resumed;
+  int again_calls = 0;
+  again.on_record = [&](const GridRecord&) { ++again_calls; };
+  const auto more = run_grid(models, methods, pool, held_out, again);
+  REQUIRE(more.size() == 3 * 2 * 4);
+  CHECK(again_calls == 24);
+  for (std::size_t i = 0; i < records.size(); ++i) CHECK(more[i] == records[i]);  // same order, same values
+  int resumed_lines = 0, trained_lines = 0;
+  std::istringstream rin(resumed.str());
+  for (std::string line; std::getline(rin, line);) {
+    resumed_lines += line.find("resumed: held-out loss") != std::string::npos ? 1 : 0;
+    trained_lines += line.find("steps") != std::string::npos ? 1 : 0;
+  }
+  CHECK(resumed_lines == 16);
+  CHECK(trained_lines == 8);  // only the new budget trains
+  for (std::size_t i = 16; i < more.size(); ++i) CHECK(more[i].budget_flops == 3.2e8);
+  // A finished cell whose N is not the model's comes from another model: an error.
+  auto wrong = again;
+  wrong.done.front().non_embedding_params += 1;
+  CHECK_THROWS_WITH(run_grid(models, methods, pool, held_out, wrong), Catch::Contains("come from other models"));
 }

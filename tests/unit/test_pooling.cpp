@@ -1,4 +1,5 @@
 // Pooling readers against per-sequence loops over the real tokens, with right and left padding.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

@@ -1,6 +1,7 @@
 // safetensors I/O: bit-exact round trips of every dtype, agreement with the official Python
 // package in both directions (tests/reference/safetensors_reference.py), sharded folders,
 // and a clear invalid_input (file name + problem) for every kind of corrupt file.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

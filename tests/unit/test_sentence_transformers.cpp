@@ -2,6 +2,7 @@
 // models/ by scripts/setup.sh) read with our tokenizer, BERT and Normalized<MeanPooling>
 // gives sentence-transformers' encode() on real sentences; a folder written by
 // save_sentence_transformer loads in sentence-transformers with our embeddings.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

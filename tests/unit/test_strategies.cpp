@@ -1,4 +1,5 @@
 // Gradient equivalences between strategies, on the BERT encoder with dropout on.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

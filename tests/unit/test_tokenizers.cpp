@@ -4,6 +4,7 @@
 // all-MiniLM-L6-v2's files (models/, also from setup); the byte-level BPE tokenizer.json is
 // trained by the tokenizers library on the same lines (no GPT-NeoX tokenizer is packaged
 // offline), with NFC and added tokens that exercise lstrip / rstrip / single_word.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

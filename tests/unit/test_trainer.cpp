@@ -1,5 +1,6 @@
 // The Trainer: training makes progress with every strategy, StepStats are right,
 // schedule, parameter groups, clipping and the memory meter.
+#include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"

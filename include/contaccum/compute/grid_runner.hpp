@@ -115,6 +115,11 @@ struct GridRunnerConfig {
   uint64_t seed = 0;                   ///< torch seed at the start of every cell
   std::ostream* progress = nullptr;    ///< one line per cell, when set
   std::function<void(const GridRecord&)> on_record;  ///< called after each recorded cell
+  /// Cells already run (e.g. a stopped run's grid.json): a cell with the same method,
+  /// setting, model and budget is not trained again; its record is returned (and passed to
+  /// on_record) as it is, and its progress line says "resumed". The caller must make sure
+  /// these records come from the same models, pool and settings.
+  std::vector<GridRecord> done;
 };
 
 /// \brief Mean real tokens of a query plus its positive over `pairs` (what one training
@@ -304,10 +309,31 @@ template <class S = FullBatch<>>
     for (const auto& model : models)
       for (const auto& method : methods) {
         ++cell;
+        const auto n = non_embedding_parameters(model.model->config());
+        const auto previous = std::find_if(config.done.begin(), config.done.end(), [&](const GridRecord& r) {
+          return r.method == method.method && r.setting == method.setting && r.model == model.name && r.budget_flops == budget;
+        });
+        if (previous != config.done.end()) {
+          detail::require(previous->non_embedding_params == n, "run_grid: the finished cell of model ", model.name,
+                          " records N = ", previous->non_embedding_params, " but the model has N = ", n,
+                          " (the finished cells come from other models)");
+          records.push_back(*previous);
+          if (config.progress != nullptr) {
+            char line[200];
+            std::snprintf(line, sizeof line, "[%3zu/%zu] C %.3g  %s N %-9lld %s resumed: held-out loss %.4f", cell, cells,
+                          budget, detail::fixed_width(model.name, 10).c_str(), static_cast<long long>(n),
+                          detail::fixed_width(std::string(method_name(method.method)) + " " +
+                                                  describe_setting(method.method, method.setting), 17)
+                              .c_str(),
+                          previous->loss);
+            *config.progress << line << std::endl;
+          }
+          if (config.on_record) config.on_record(records.back());
+          continue;
+        }
         const auto t0 = std::chrono::steady_clock::now();
         const auto out = detail::run_cell<S>(method, model.model, budget, train_pool, held_out, tokens_per_pair, config);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const auto n = non_embedding_parameters(model.model->config());
         if (config.progress != nullptr) {
           char head[160];
           std::snprintf(head, sizeof head, "[%3zu/%zu] C %.3g  %s N %-9lld %s ", cell, cells, budget,

@@ -225,6 +225,10 @@ struct Recommendation {
   double flops_per_token = 0;       ///< of the chosen method and setting on the chosen model
   int64_t pairs = 0;                ///< C / (flops_per_token x tokens_per_pair), whole steps
   bool extrapolated = false;        ///< C lies outside the budgets the chosen method was fitted on
+  /// The predicted loss is below zero, which a contrastive (cross-entropy) loss cannot
+  /// reach: the straight line is read past where the loss flattens. The ranking of
+  /// methods still follows the fits; the value itself is not a forecast.
+  bool loss_below_zero = false;
   std::vector<std::pair<Method, double>> predicted_losses;  ///< every candidate method, best first
 };
 
@@ -269,6 +273,7 @@ struct Recommendation {
   r.pairs = pairs_for_budget(budget_flops, r.flops_per_token, options.tokens_per_pair, options.pairs_per_step);
   r.extrapolated = !best.frontier.empty() && (budget_flops < best.frontier.front().budget_flops * (1 - 1e-9) ||
                                               budget_flops > best.frontier.back().budget_flops * (1 + 1e-9));
+  r.loss_below_zero = r.predicted_loss < 0;
   return r;
 }
 
