@@ -13,7 +13,8 @@
 //     model x budget, each cell trained with the real Trainer for pairs_for_budget pairs of
 //     the Debian package dataset (--data, BEIR format: short description -> long
 //     description), scored by its held-out in-batch InfoNCE on test-split pairs;
-//  3. fits loss and N_opt as lines in log10(budget) per method, prints the table, saves
+//  3. fits loss and N_opt as lines in log10(budget) per method over every cell of grid.json
+//     (earlier runs' cells with the same setting included), prints the table, saves
 //     the fits (fits.json) and the grid (grid.json), and recommends a method, model and
 //     number of pairs for a budget 4x the largest of the grid;
 //  4. writes loss_vs_budget.dat / grid.dat and a gnuplot script loss_vs_budget.gp.
@@ -326,8 +327,14 @@ int main(int argc, char** argv) try {
   if (!finished.empty())
     std::cout << "  resuming: " << finished.size() << " cells finished earlier with this setting (" << (c.out / "grid.json").string()
               << "; --fresh starts over)\n";
-  const auto records = ca::run_grid(models, c.methods, pool, held_out, grid_config);
+  const auto trained = ca::run_grid(models, c.methods, pool, held_out, grid_config);
   ca::save_grid_records(kept, c.out / "grid.json");
+  // The fits use every cell grid.json holds: this run's and those of earlier runs with the
+  // same setting (e.g. budgets run for one method only).
+  const auto& records = kept;
+  if (kept.size() > trained.size())
+    std::cout << "\n  fitting all " << kept.size() << " cells of " << (c.out / "grid.json").string() << " (" << trained.size()
+              << " from this run)\n";
 
   // Fits, table, files.
   const auto fits = ca::fit_planner(records);
@@ -337,7 +344,9 @@ int main(int argc, char** argv) try {
   write_plot(fits, records, c.out);
 
   // The plan for a budget 4x the largest of the grid, among the micro models.
-  const double big = 4 * *std::max_element(c.budgets.begin(), c.budgets.end());
+  const double big = 4 * std::max_element(records.begin(), records.end(), [](const auto& a, const auto& b) {
+                           return a.budget_flops < b.budget_flops;
+                         })->budget_flops;
   const auto plan = ca::recommend(fits, big, family, {.tokens_per_pair = tokens_per_pair, .pairs_per_step = c.batch_size});
   std::cout << "\n  predicted loss at C = " << sci(big) << ":";
   for (const auto& [m, l] : plan.predicted_losses) std::cout << " " << ca::method_name(m) << " " << sci(l, 4);
