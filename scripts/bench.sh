@@ -2,6 +2,8 @@
 # Runs the benchmarks and writes their results into docs/ (tables and PNG plots).
 #   bash scripts/bench.sh [--quick]   (--plots-only: redraw the plots from docs/benchmarks.md)
 #   bash scripts/bench.sh --text      tokenizer and embedding throughput -> docs/benchmarks_text.md
+#   bash scripts/bench.sh --memory    predicted vs measured step memory -> out/bench_memory.md (docs/budgets.md)
+#   bash scripts/bench.sh --faiss     FAISS vs exact search -> out/bench_faiss.md (docs/search.md)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -25,6 +27,25 @@ if [ "${1:-}" = "--text" ]; then
   "$py" benchmarks/text_report.py "$run" docs/benchmarks_text.md docs/img/text_throughput.dat
   gnuplot benchmarks/text.gp
   echo "wrote docs/benchmarks_text.md, docs/img/text_throughput.png"
+  exit 0
+fi
+# --memory / --faiss: one benchmark each, its Markdown table kept under out/ (the docs
+# named above quote it with the date and the machine).
+if [ "${1:-}" = "--memory" ]; then
+  bash scripts/build.sh --target bench_memory
+  mkdir -p out
+  ./build/benchmarks/bench_memory --out out/bench_memory.md
+  echo "wrote out/bench_memory.md"
+  exit 0
+fi
+if [ "${1:-}" = "--faiss" ]; then
+  bash scripts/build.sh --target bench_faiss || {
+    echo "bench.sh --faiss: bench_faiss was not built (FAISS not found: scripts/setup.sh installs libfaiss-dev)" >&2
+    exit 1
+  }
+  mkdir -p out
+  ./build/benchmarks/bench_faiss --kinds flat,ivf,hnsw | tee out/bench_faiss.md
+  echo "wrote out/bench_faiss.md"
   exit 0
 fi
 bash scripts/build.sh --target bench_strategies
