@@ -42,6 +42,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <span>
 #include <sstream>
 #include <string>
@@ -211,6 +212,43 @@ void write_plot(const ca::PlannerFits& fits, const std::vector<ca::GridRecord>& 
   gp << plot.str() << "\n";
 }
 
+// by_model.dat: per method, one block per model (gnuplot `index method * models + model`):
+// budget and the model's best loss over the method's settings. by_model.gp draws a panel
+// per method with a line per model: where a larger model's line crosses below a smaller
+// one's, N_opt grows.
+void write_by_model_plot(const ca::PlannerFits& fits, const std::vector<ca::GridRecord>& records,
+                         const std::vector<ca::PlannerModel>& family, const fs::path& out) {
+  std::ofstream dat(out / "by_model.dat"), gp(out / "by_model.gp");
+  dat << std::setprecision(10);
+  std::size_t block = 0;
+  for (const auto& f : fits.methods)
+    for (const auto& m : family) {
+      std::map<double, double> best;  // budget -> lowest finite loss over settings
+      for (const auto& r : records)
+        if (r.method == f.method && r.model == m.name && std::isfinite(r.loss)) {
+          auto [it, fresh] = best.emplace(r.budget_flops, r.loss);
+          if (!fresh) it->second = std::min(it->second, r.loss);
+        }
+      dat << (block++ ? "\n\n" : "") << "# " << ca::method_name(f.method) << " " << m.name << ": budget_flops best_loss\n";
+      for (const auto& [budget, loss] : best) dat << budget << " " << loss << "\n";
+      if (best.empty()) dat << "nan nan\n";  // keeps the block numbering
+    }
+  const std::size_t cols = 2, rows = (fits.methods.size() + 1) / 2;
+  gp << "# gnuplot by_model.gp  ->  by_model.png\n"
+     << "set terminal pngcairo size 1200," << 420 * rows << "\nset output 'by_model.png'\n"
+     << "set multiplot layout " << rows << "," << cols << "\n"
+     << "set logscale x\nset format x '10^{%L}'\nset xlabel 'budget C (FLOPs)'\nset ylabel 'held-out InfoNCE loss'\n"
+     << "set key top right\nset grid\n";
+  for (std::size_t i = 0; i < fits.methods.size(); ++i) {
+    gp << "set title '" << ca::method_name(fits.methods[i].method) << ": best loss per model' noenhanced\nplot ";
+    for (std::size_t j = 0; j < family.size(); ++j)
+      gp << (j ? ", \\\n     " : "") << "'by_model.dat' index " << i * family.size() + j
+         << " using 1:2 with linespoints pt 7 lc " << j + 1 << " title '" << family[j].name << "' noenhanced";
+    gp << "\n";
+  }
+  gp << "unset multiplot\n";
+}
+
 }  // namespace
 
 constexpr const char* usage =
@@ -342,6 +380,7 @@ int main(int argc, char** argv) try {
   ca::save_planner_fits(fits, c.out / "fits.json");
   const bool reloads = ca::load_planner_fits(c.out / "fits.json") == fits;
   write_plot(fits, records, c.out);
+  write_by_model_plot(fits, records, family, c.out);
 
   // The plan for a budget 4x the largest of the grid, among the micro models.
   const double big = 4 * std::max_element(records.begin(), records.end(), [](const auto& a, const auto& b) {
@@ -365,7 +404,7 @@ int main(int argc, char** argv) try {
               << sci(full->frontier.back().budget_flops) << (fell ? ": the best loss fell with budget" : ": the best loss did NOT fall with budget") << "\n";
   std::cout << "  fits saved to " << (c.out / "fits.json").string()
             << (reloads ? ": the fits reload identically" : ": the fits do NOT reload identically") << "\n"
-            << "  plot: cd " << c.out.string() << " && gnuplot loss_vs_budget.gp\n"
+            << "  plot: cd " << c.out.string() << " && gnuplot loss_vs_budget.gp by_model.gp\n"
             << "  recommendation for C = " << sci(big) << " FLOPs: " << ca::method_name(plan.method)
             << (plan.setting ? " " + ca::describe_setting(plan.method, plan.setting) : "") << " on " << plan.model << " (N_opt predicted "
             << sci(plan.predicted_model_size) << ", snapped to N = " << plan.non_embedding_params << "), " << plan.pairs
