@@ -351,9 +351,7 @@ int main(int argc, char** argv) try {
       .seed = c.seed,
       .progress = &std::cout,
       .on_record = [&](const ca::GridRecord& r) {  // a long run keeps what it has done
-        const auto same = [&](const ca::GridRecord& k) {
-          return k.method == r.method && k.setting == r.setting && k.model == r.model && k.budget_flops == r.budget_flops;
-        };
+        const auto same = [&](const ca::GridRecord& k) { return ca::is_cell(k, r.method, r.setting, r.model, r.budget_flops); };
         if (std::none_of(kept.begin(), kept.end(), same)) {
           kept.push_back(r);
           ca::save_grid_records(kept, c.out / "grid.json");

@@ -94,6 +94,13 @@ struct GridRecord {
   bool operator==(const GridRecord&) const = default;
 };
 
+/// \brief Whether `r` is the run of this cell: the same method, setting, model and budget
+///        (what identifies a cell of the grid; N, pairs and loss are its results).
+[[nodiscard]] inline bool is_cell(const GridRecord& r, Method method, const std::optional<int64_t>& setting,
+                                  std::string_view model, double budget_flops) {
+  return r.method == method && r.setting == setting && r.model == model && r.budget_flops == budget_flops;
+}
+
 /// \brief Throws invalid_input (naming `where` and the field) for a record the planner
 ///        cannot use: a budget or N that is not positive and finite, a bad setting.
 inline void validate(const GridRecord& r, std::string_view where) {

@@ -310,8 +310,14 @@ template <class S = FullBatch<>>
       for (const auto& method : methods) {
         ++cell;
         const auto n = non_embedding_parameters(model.model->config());
+        char head[160];  // the progress line's cell: index, budget, model, N, method
+        std::snprintf(head, sizeof head, "[%3zu/%zu] C %.3g  %s N %-9lld %s ", cell, cells, budget,
+                      detail::fixed_width(model.name, 10).c_str(), static_cast<long long>(n),
+                      detail::fixed_width(std::string(method_name(method.method)) + " " +
+                                              describe_setting(method.method, method.setting), 17)
+                          .c_str());
         const auto previous = std::find_if(config.done.begin(), config.done.end(), [&](const GridRecord& r) {
-          return r.method == method.method && r.setting == method.setting && r.model == model.name && r.budget_flops == budget;
+          return is_cell(r, method.method, method.setting, model.name, budget);
         });
         if (previous != config.done.end()) {
           detail::require(previous->non_embedding_params == n, "run_grid: the finished cell of model ", model.name,
@@ -319,14 +325,9 @@ template <class S = FullBatch<>>
                           " (the finished cells come from other models)");
           records.push_back(*previous);
           if (config.progress != nullptr) {
-            char line[200];
-            std::snprintf(line, sizeof line, "[%3zu/%zu] C %.3g  %s N %-9lld %s resumed: held-out loss %.4f", cell, cells,
-                          budget, detail::fixed_width(model.name, 10).c_str(), static_cast<long long>(n),
-                          detail::fixed_width(std::string(method_name(method.method)) + " " +
-                                                  describe_setting(method.method, method.setting), 17)
-                              .c_str(),
-                          previous->loss);
-            *config.progress << line << std::endl;
+            char tail[80];
+            std::snprintf(tail, sizeof tail, "resumed: held-out loss %.4f", previous->loss);
+            *config.progress << head << tail << std::endl;
           }
           if (config.on_record) config.on_record(records.back());
           continue;
@@ -335,12 +336,6 @@ template <class S = FullBatch<>>
         const auto out = detail::run_cell<S>(method, model.model, budget, train_pool, held_out, tokens_per_pair, config);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (config.progress != nullptr) {
-          char head[160];
-          std::snprintf(head, sizeof head, "[%3zu/%zu] C %.3g  %s N %-9lld %s ", cell, cells, budget,
-                        detail::fixed_width(model.name, 10).c_str(), static_cast<long long>(n),
-                        detail::fixed_width(std::string(method_name(method.method)) + " " +
-                                                describe_setting(method.method, method.setting), 17)
-                            .c_str());
           char tail[160];
           if (!out.trained)
             std::snprintf(tail, sizeof tail, "skipped: one step costs %.3g FLOPs",
