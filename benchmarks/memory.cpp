@@ -47,7 +47,7 @@ Row measure(const std::string& model_name, const Config& config, A adapter, cons
                            .query_length = len.query, .hard_negatives = len.hard_negatives, .seed = 11});
   const auto first = data.next(n), second = data.next(n);
   ca::Trainer<Model, ca::GradAccum<>, A> trainer(Model(config), {.micro_batch_size = n, .learning_rate = 1e-4},
-                                                 ca::GradAccum<>(), {}, adapter);
+                                                 ca::GradAccum<>(), adapter);
   const auto s1 = trainer.step(first).peak_memory_bytes - before;
   const auto s2 = trainer.step(second).peak_memory_bytes - before;
   ca::StepMemoryShape shape{.micro_batch_size = n, .query_length = len.query, .passage_length = len.passage,

@@ -2,6 +2,7 @@
 # Runs the benchmarks and writes their results into docs/ (tables and PNG plots).
 #   bash scripts/bench.sh [--quick]   (--plots-only: redraw the plots from docs/benchmarks.md)
 #   bash scripts/bench.sh --text      tokenizer and embedding throughput -> docs/benchmarks_text.md
+#   bash scripts/bench.sh --driver    ContAccum over GradCache, token budgets -> out/bench_driver.md (docs/benchmarks.md)
 #   bash scripts/bench.sh --memory    predicted vs measured step memory -> out/bench_memory.md (docs/budgets.md)
 #   bash scripts/bench.sh --faiss     FAISS vs exact search -> out/bench_faiss.md (docs/search.md)
 set -euo pipefail
@@ -31,6 +32,13 @@ if [ "${1:-}" = "--text" ]; then
 fi
 # --memory / --faiss: one benchmark each, its Markdown table kept under out/ (the docs
 # named above quote it with the date and the machine).
+if [ "${1:-}" = "--driver" ]; then
+  bash scripts/build.sh --target bench_driver
+  mkdir -p out
+  ./build/benchmarks/bench_driver --out out/bench_driver.md
+  echo "wrote out/bench_driver.md"
+  exit 0
+fi
 if [ "${1:-}" = "--memory" ]; then
   bash scripts/build.sh --target bench_memory
   mkdir -p out

@@ -2,7 +2,11 @@
 // BERT dual encoder with three accumulation strategies at the same memory budget
 // (N_local = 8) and compare them on held-out pairs.
 //
-//   ./build/examples/quickstart [fine-tuning steps, default 40]
+//   ./build/examples/quickstart [--steps N] [--pretrain-steps N] [--quick]
+//
+// --steps: fine-tuning steps per strategy (default 40); --pretrain-steps: the stand-in
+// pretraining's steps (default 40); --quick: 5 and 10, a few seconds (ctest runs it so).
+// It ends with checks it prints as "ok" or "NOT ..." (exit status 1 then).
 //
 // Data: generated query/passage pairs (a query is a shuffled subset of its passage's
 // tokens; each query has one hard negative that shares half of its positive).
@@ -10,7 +14,13 @@
 // pretrained checkpoint a real user starts from (ContAccum is a fine-tuning method).
 #include <contaccum/contaccum.hpp>
 
+#include "../common/args.hpp"
+
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <exception>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
@@ -48,6 +58,7 @@ double top1(Model& model, const ca::PairBatch& eval) {
 struct Result {
   const char* name;
   double loss, negatives, ratio, seconds, peak_mib, accuracy;
+  bool finite;  // every step's loss
 };
 
 template <class Strategy>
@@ -62,13 +73,14 @@ Result fine_tune(const char* name, Strategy strategy, const std::string& pretrai
                                  .total_steps = steps},
                                 std::move(strategy));
   auto data = pairs(1);
-  Result r{name, 0, 0, 0, 0, 0, 0};
+  Result r{name, 0, 0, 0, 0, 0, 0, true};
   for (int i = 0; i < steps; ++i) {
     const auto s = trainer.step(data.next(64));  // N_total = 64: K = 8 micro-batches of 8
     if ((i + 1) % 10 == 0 || i + 1 == steps)
       std::printf("  [%s] step %3d/%d  loss %.3f  negatives/query %4.0f  GradNormRatio %.2f  %.2fs/step\n", name,
                   i + 1, steps, s.loss, s.negatives_per_query, s.grad_norm_ratio, s.seconds);
     r.loss = s.loss;
+    r.finite = r.finite && std::isfinite(s.loss);
     r.negatives = s.negatives_per_query;
     r.ratio = s.grad_norm_ratio;
     r.seconds += s.seconds / steps;
@@ -80,18 +92,27 @@ Result fine_tune(const char* name, Strategy strategy, const std::string& pretrai
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const int steps = argc > 1 ? std::atoi(argv[1]) : 40;
-  torch::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+constexpr const char* usage = "quickstart [--steps N] [--pretrain-steps N] [--quick]";
+
+int main(int argc, char** argv) try {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows line by line in a log file too
+  example::Args args(argc, argv, 1, {"--quick"});
+  ca::detail::require(args.positional.empty(), "quickstart takes no positional argument, got '",
+                      args.positional.empty() ? "" : args.positional.front(), "'\nusage: ", usage);
+  const bool quick = args.flag("--quick");
+  const int steps = static_cast<int>(args.integer("--steps", quick ? 10 : 40));
+  const int pretrain_steps = static_cast<int>(args.integer("--pretrain-steps", quick ? 5 : 40));
+  args.check_all_used(usage);
+  torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const auto eval = pairs(99, 0).next(256);
 
-  std::printf("pretraining a 2-layer BERT dual encoder (40 GradCache steps of 64 pairs)...\n");
+  std::printf("pretraining a 2-layer BERT dual encoder (%d GradCache steps of 64 pairs)...\n", pretrain_steps);
   torch::manual_seed(0);
   Model base(encoder_config());
   {
     TrainerWith<ca::GradCache<>> pre(base, {.micro_batch_size = 8, .learning_rate = 2e-3, .warmup_steps = 5});
     auto data = pairs(7);
-    for (int i = 0; i < 40; ++i) pre.step(data.next(64));
+    for (int i = 0; i < pretrain_steps; ++i) pre.step(data.next(64));
   }
   std::ostringstream blob;
   torch::save(base, blob);
@@ -109,5 +130,19 @@ int main(int argc, char** argv) {
   for (const auto& r : results)
     std::printf("| %-9s | %15.0f | %13.2f | %6.3f | %8.1f | %27.3f |\n", r.name, r.negatives, r.ratio, r.seconds,
                 r.peak_mib, r.accuracy);
-  return 0;
+
+  // What holds at any length of run: GradCache scores the whole N_total batch and ContAccum
+  // adds its memory bank to each micro-batch, so both see more negatives per query than
+  // GradAccum at the same N_local; and no loss is NaN or Inf.
+  const auto& [accum, cache, cont] = results;
+  const bool more_negatives = cache.negatives > accum.negatives && cont.negatives > accum.negatives;
+  const bool finite = accum.finite && cache.finite && cont.finite;
+  std::printf("\nchecks:\n");
+  std::printf("  GradCache and ContAccum see more negatives per query than GradAccum (%.0f, %.0f > %.0f): %s\n",
+              cache.negatives, cont.negatives, accum.negatives, more_negatives ? "ok" : "NOT so");
+  std::printf("  every strategy's loss stayed finite: %s\n", finite ? "ok" : "NOT so");
+  return more_negatives && finite ? 0 : 1;
+} catch (const std::exception& e) {
+  std::cerr << "\nerror: " << e.what() << "\n";
+  return 1;
 }

@@ -31,13 +31,15 @@ struct CompareConfig {
   int64_t eval_corpus = 3000;   ///< their positives + distractors
   /// Passages cut at 64 tokens (the main job uses 128): 15 runs fit about 45 minutes here.
   ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 64};
-  std::vector<std::string> methods{"GradAccum", "GradCache", "ContAccum", "FullBatch", "ContAccum-noMq"};
+  std::vector<std::string> methods{"GradAccum", "GradCache", "ContAccum", "ContAccum-GradCache", "FullBatch",
+                                   "ContAccum-noMq"};
 };
 
 inline constexpr const char* compare_usage =
     "retrieval compare [--seeds N] [--steps N] [--n-local N] [--n-total N] [--bank N] [--eval-queries N]\n"
     "                  [--eval-corpus N] [--methods A,B,...] [--out DIR] [--data DIR] [--model DIR] [--quick] [--fresh] [--report]\n"
-    "  methods: GradAccum GradCache ContAccum FullBatch ContAccum-noMq (the paper's w/o M_q ablation)";
+    "  methods: GradAccum GradCache ContAccum ContAccum-GradCache (ContAccum over GradCache) FullBatch\n"
+    "           ContAccum-noMq (the paper's w/o M_q ablation)";
 
 struct RunResult {
   std::string method;
@@ -62,7 +64,7 @@ RunResult train_and_evaluate(const std::string& method, Strategy strategy, int64
       model,
       {.micro_batch_size = micro_batch, .learning_rate = c.learning_rate,
        .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0},
-      std::move(strategy), Loss{ca::Cosine{c.temperature}});
+      std::move(strategy), {}, Loss{ca::Cosine{c.temperature}});
   RunResult r{.method = method, .seed = seed};
   Progress bar(method, c.steps);
   for (int64_t s = 0; s < c.steps; ++s) {
@@ -87,12 +89,15 @@ RunResult run_method(const std::string& method, const CompareConfig& c, uint64_t
   if (method == "ContAccum")
     return train_and_evaluate(method, ca::ContAccum<ca::DualBank>({.capacity = c.bank}), c.n_local, c, seed, examples,
                               tok, eval);
+  if (method == "ContAccum-GradCache")
+    return train_and_evaluate(method, ca::ContAccumOverGradCache<ca::DualBank>({.capacity = c.bank}), c.n_local, c,
+                              seed, examples, tok, eval);
   if (method == "ContAccum-noMq")
     return train_and_evaluate(method, ca::ContAccum<ca::DualBank>({.capacity = c.bank, .query_bank = false}), c.n_local,
                               c, seed, examples, tok, eval);
   if (method == "FullBatch") return train_and_evaluate(method, ca::FullBatch<>{}, c.n_total, c, seed, examples, tok, eval);
   throw ca::invalid_input(ca::detail::cat("compare: unknown method '", method,
-                                          "' (GradAccum, GradCache, ContAccum, ContAccum-noMq, FullBatch)"));
+                                          "' (GradAccum, GradCache, ContAccum, ContAccum-GradCache, ContAccum-noMq, FullBatch)"));
 }
 
 struct MeanStd {

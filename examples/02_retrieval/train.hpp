@@ -151,7 +151,7 @@ inline int train(Args& args) {
   Job trainer(model,
               {.micro_batch_size = c.n_local, .learning_rate = c.learning_rate,
                .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0},
-              ca::ContAccum<ca::DualBank>({.capacity = c.bank}), Loss{ca::Cosine{c.temperature}});
+              ca::ContAccum<ca::DualBank>({.capacity = c.bank}), {}, Loss{ca::Cosine{c.temperature}});
   std::ofstream log(c.out / "log.jsonl");
   std::vector<ca::StepStats> history;
   Progress bar("train", c.steps);
@@ -165,7 +165,8 @@ inline int train(Args& args) {
     log << json{{"step", st_.step}, {"loss", st_.loss}, {"negatives_per_query", st_.negatives_per_query},
                 {"grad_norm", st_.grad_norm}, {"grad_norm_ratio", st_.grad_norm_ratio}, {"lr", st_.learning_rate},
                 {"seconds", st_.seconds}, {"pairs_per_s", static_cast<double>(pairs) / secs},
-                {"peak_memory_mib", static_cast<double>(st_.peak_memory_bytes) / (1 << 20)}}
+                {"peak_memory_mib", static_cast<double>(st_.peak_memory_bytes) / (1 << 20)},
+                {"score_cache_fallbacks", st_.score_cache_fallbacks}}
                .dump()
         << std::endl;
     std::ostringstream extra;

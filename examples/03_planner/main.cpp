@@ -90,7 +90,7 @@ void pretrain(ca::GptNeox& lm, const ca::TokenBatch& passages, const PlannerJob&
   lm->train();
   for (int64_t s = 0; s < c.pretrain_steps; ++s) {
     const int64_t begin = (s % per_pass) * c.pretrain_batch;
-    const auto b = ca::detail::trim_padding(passages.slice(begin, begin + c.pretrain_batch));  // (B, T')
+    const auto b = ca::trim_padding(passages.slice(begin, begin + c.pretrain_batch));  // (B, T')
     ca::set_learning_rate(*optimizer, c.pretrain_learning_rate * ca::lr_factor(s, warmup, c.pretrain_steps, ca::Decay::cosine));
     optimizer->zero_grad();
     auto loss = lm->causal_lm_loss(b.input_ids, b.attention_mask);  // scalar

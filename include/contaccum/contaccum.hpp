@@ -4,7 +4,8 @@
 
 #include <contaccum/version.hpp>
 #include <contaccum/concepts.hpp>
-#include <contaccum/detail/config_io.hpp>
+#include <contaccum/error.hpp>
+#include <contaccum/config_io.hpp>
 #include <contaccum/data/batch.hpp>
 #include <contaccum/data/synthetic.hpp>
 #include <contaccum/data/read_options.hpp>
@@ -43,10 +44,13 @@
 #include <contaccum/loss/info_nce.hpp>
 #include <contaccum/bank/ring_buffer.hpp>
 #include <contaccum/bank/dual_bank.hpp>
-#include <contaccum/strategy/full_batch.hpp>
-#include <contaccum/strategy/grad_accum.hpp>
-#include <contaccum/strategy/grad_cache.hpp>
-#include <contaccum/strategy/cont_accum.hpp>
+#include <contaccum/strategy/split.hpp>
+#include <contaccum/strategy/seam.hpp>
+#include <contaccum/strategy/schedule.hpp>
+#include <contaccum/strategy/pool.hpp>
+#include <contaccum/strategy/accumulate.hpp>
+#include <contaccum/strategy/strategies.hpp>
+#include <contaccum/dist/single_process.hpp>
 #include <contaccum/adapters/full_fine_tune.hpp>
 #include <contaccum/adapters/bias_only.hpp>
 #include <contaccum/adapters/block_freeze.hpp>

@@ -3,12 +3,14 @@
 // merge/unmerge restores the base weights and a merged export reloads in transformers;
 // trainable-parameter counts for Pythia-70m's shape equal PEFT's and a hand count;
 // BlockFreeze keeps no graph below its first trainable block (grads, memory, time);
-// BiasOnly trains exactly the biases; bad settings are rejected with the field named;
+// BiasOnly trains exactly the biases; the Trainer trains exactly what an adapter (a
+// user-defined one too) leaves trainable; bad settings are rejected with the field named;
 // FLOPs per token per method as the compute-optimal recipe counts them, for Pythia shapes.
 #include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
+#include "support/layer_norm_only.hpp"
 
 #include <contaccum/adapters/bias_only.hpp>
 #include <contaccum/adapters/block_freeze.hpp>
@@ -157,13 +159,13 @@ double forward_backward(E& encoder, const torch::Tensor& ids, const torch::Tenso
 
 }  // namespace
 
-TEST_CASE("LoRA forward and gradients equal PEFT's on BERT and GPT-NeoX", "[adapters][lora][peft]") {
+TEST_CASE("LoRA forward and gradients equal PEFT's on BERT and GPT-NeoX", "[adapters][lora][peft][python]") {
   check_lora_against_peft(load_bert(reference_dir() / "bert" / "base"), "bert");
   check_lora_against_peft(load_gpt_neox(reference_dir() / "gpt_neox" / "base"), "gpt_neox");
 }
 
 TEST_CASE("LoRA adapters and merged models load in PEFT and transformers with our outputs",
-          "[adapters][lora][peft][checkpoint]") {
+          "[adapters][lora][peft][checkpoint][python]") {
   json tasks = json::array();
   std::map<std::string, torch::Tensor> ours;
   auto add = [&](auto encoder, const std::string& kind) {
@@ -239,7 +241,7 @@ TEST_CASE("LoRA merge then unmerge restores the base weights", "[adapters][lora]
 }
 
 TEST_CASE("Trainable-parameter counts for Pythia-70m's shape equal PEFT's and a hand count",
-          "[adapters][count][peft]") {
+          "[adapters][count][peft][python]") {
   const auto counts_dir = scratch_dir() / "counts";
   fs::create_directories(counts_dir);
   REQUIRE(test::run_python_reference("peft_reference.py", "counts " + counts_dir.string()));
@@ -320,9 +322,8 @@ TEST_CASE("The Trainer trains only what the adapter leaves trainable", "[adapter
     Model model(test::tiny_bert(0.0));
     std::map<std::string, torch::Tensor> before;
     for (const auto& p : model->named_parameters()) before.emplace(p.key(), p.value().detach().clone());
-    Trainer<Model, GradAccum<>, decltype(adapter)> trainer(std::move(model),
-                                                           {.micro_batch_size = 4, .learning_rate = 1e-3}, GradAccum<>(), {},
-                                                           adapter);
+    Trainer<Model, GradAccum<>, decltype(adapter)> trainer(
+        std::move(model), {.micro_batch_size = 4, .learning_rate = 1e-3}, GradAccum<>(), adapter);
     auto data = test::tiny_data(1, 7);
     for (int i = 0; i < 2; ++i) CHECK(std::isfinite(trainer.step(data.next(8)).loss));
     std::set<std::string> changed;
@@ -348,6 +349,12 @@ TEST_CASE("The Trainer trains only what the adapter leaves trainable", "[adapter
   SECTION("BlockFreeze") {
     auto [changed, trainable] = run(BlockFreeze{.trainable_blocks = 1});
     for (const auto& name : changed) CHECK(name.starts_with("encoder.encoder.layer.1."));
+    CHECK(changed == trainable);
+  }
+  SECTION("a user-defined adapter (LayerNormOnly, declared outside contaccum)") {
+    auto [changed, trainable] = run(user_adapters::LayerNormOnly{});
+    CHECK(trainable.size() == 2 * (1 + 2 * 2));  // the embeddings' LayerNorm and two per layer
+    for (const auto& name : trainable) CHECK(name.find(".LayerNorm.") != std::string::npos);
     CHECK(changed == trainable);
   }
 }
@@ -452,7 +459,7 @@ TEST_CASE("BlockFreeze lowers peak training memory and backward time", "[adapter
   CHECK(k1.peak_bytes < k2.peak_bytes);
 }
 
-TEST_CASE("Adapters reject bad settings with the field named", "[adapters][errors]") {
+TEST_CASE("Adapters reject bad settings with the field named", "[adapters][errors][python]") {
   GptNeox lm(small_neox(2));
   auto message = [](auto&& f) {
     try {

@@ -9,7 +9,7 @@
 #include "support/reference_cases.hpp"
 
 #include <contaccum/checkpoint/load_bert.hpp>
-#include <contaccum/detail/config_io.hpp>
+#include <contaccum/config_io.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -52,7 +52,7 @@ torch::Tensor run_bert(Bert& model, const Batch& b) {
 
 }  // namespace
 
-TEST_CASE("Bert loaded from a transformers checkpoint gives BertModel's hidden states", "[checkpoint]") {
+TEST_CASE("Bert loaded from a transformers checkpoint gives BertModel's hidden states", "[checkpoint][python]") {
   const auto& cases = reference_cases();
   REQUIRE(cases.size() == 2);
   for (const auto& [name, c] : cases.items()) {
@@ -79,7 +79,7 @@ TEST_CASE("Bert loaded from a transformers checkpoint gives BertModel's hidden s
   CHECK(cfg.max_position_embeddings == 64);
 }
 
-TEST_CASE("save_bert writes a folder that transformers loads to the same hidden states", "[checkpoint]") {
+TEST_CASE("save_bert writes a folder that transformers loads to the same hidden states", "[checkpoint][python]") {
   const auto& c = reference_cases()["h32_l2"];
   auto model = load_bert(c["dir"].get<std::string>());
   const auto out = scratch_dir() / "saved_by_contaccum";
@@ -112,7 +112,7 @@ TEST_CASE("save_bert writes a folder that transformers loads to the same hidden 
   }
 }
 
-TEST_CASE("Old checkpoint names load: a bert. prefix, LayerNorm gamma/beta and heads", "[checkpoint]") {
+TEST_CASE("Old checkpoint names load: a bert. prefix, LayerNorm gamma/beta and heads", "[checkpoint][python]") {
   const auto& c = reference_cases()["h32_l2"];
   const fs::path dir = c["dir"].get<std::string>();
   auto reference = load_bert(dir);
@@ -138,7 +138,7 @@ TEST_CASE("Old checkpoint names load: a bert. prefix, LayerNorm gamma/beta and h
   }
 }
 
-TEST_CASE("A checkpoint that does not fit lists every missing tensor and shape mismatch", "[checkpoint]") {
+TEST_CASE("A checkpoint that does not fit lists every missing tensor and shape mismatch", "[checkpoint][python]") {
   const auto& c = reference_cases()["h32_l2"];
   const fs::path dir = c["dir"].get<std::string>();
   auto tensors = load_checkpoint(dir);

@@ -2,17 +2,22 @@
 // counts; the paper's formulas at seq_len 0), parameter counts from a config against built
 // models, tokens per pair measured on text, the predicted peak memory of a training step
 // against MemoryMeter's measurement for Bert and GptNeox under every method, the largest
-// micro-batch for a memory budget, and the errors of budgets too small for one step.
+// micro-batch for a memory budget, and the errors of budgets too small for one step; a
+// user-defined adapter (tests/support/layer_norm_only.hpp) trains with the Trainer and is
+// costed through the customisation point like the built-in ones.
 #include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
+#include "support/layer_norm_only.hpp"
 
 #include <contaccum/compute/flops_detailed.hpp>
 #include <contaccum/compute/memory_model.hpp>
 #include <contaccum/compute/tokens_per_pair.hpp>
 
 #include <cmath>
+#include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -195,7 +200,7 @@ void check_step_memory(const char* what, const Config& config, A adapter, int64_
                        .hard_negatives = m, .seed = 3});
   const auto first = data.next(n), second = data.next(n);
   Trainer<Model, GradAccum<>, A> trainer(Model(config), {.micro_batch_size = n, .learning_rate = 1e-4},
-                                         GradAccum<>(), {}, adapter);
+                                         GradAccum<>(), adapter);
   const auto s1 = trainer.step(first).peak_memory_bytes - before;
   const auto s2 = trainer.step(second).peak_memory_bytes - before;
   StepMemoryShape shape{.micro_batch_size = n, .query_length = tq, .passage_length = tp, .hard_negatives = m,
@@ -304,4 +309,80 @@ TEST_CASE("A FLOP budget too small for one optimizer step names the minimum", "[
   CHECK(pairs_for_budget(3 * 72544223232.0 + 1, per_token, 78.0, 8) == 24);
   CHECK_THAT(error_of([&] { (void)pairs_for_budget(72544223231.0, per_token, 78.0, 8); }),
              Contains("too small for one optimizer step of 8 pairs") && Contains("the minimum is 7.25442e+10 FLOPs"));
+}
+
+namespace {
+
+struct NotAModel {};
+
+// Parameters that sit in a LayerNorm: Bert's "...LayerNorm.weight", GptNeox's "..._layernorm.bias",
+// "...final_layer_norm.weight".
+bool in_layer_norm(const std::string& name) {
+  return name.find("LayerNorm.") != std::string::npos || name.find("layernorm.") != std::string::npos ||
+         name.find("layer_norm.") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("A user-defined adapter trains with the Trainer and is costed like the built-in ones",
+          "[budget][adapters][customisation]") {
+  using user_adapters::LayerNormOnly;
+  using Model = DualEncoder<Bert, MeanPooling, SharedTower>;
+  static_assert(AdapterFor<LayerNormOnly, Model> && AdapterFor<LayerNormOnly, GptNeox> &&
+                AdapterFor<LayerNormOnly, DualEncoder<GptNeox, LastTokenPooling>>);
+  static_assert(!AdapterFor<LayerNormOnly, NotAModel>, "its prepare needs a module");
+  static_assert(CostedAdapter<LayerNormOnly> && !SettableAdapter<LayerNormOnly>);
+
+  SECTION("two Trainer steps move only the LayerNorms") {
+    torch::manual_seed(4);
+    Model model(test::tiny_bert(0.0));
+    std::map<std::string, torch::Tensor> before;
+    for (const auto& p : model->named_parameters()) before.emplace(p.key(), p.value().detach().clone());
+    Trainer<Model, GradAccum<>, LayerNormOnly> trainer(std::move(model),
+                                                       {.micro_batch_size = 4, .learning_rate = 1e-3});
+    auto data = test::tiny_data(1, 7);
+    for (int i = 0; i < 2; ++i) CHECK(std::isfinite(trainer.step(data.next(8)).loss));
+    std::set<std::string> changed, trainable, norms;
+    for (const auto& p : trainer.model()->named_parameters()) {
+      if (!torch::equal(p.value(), before.at(p.key()))) changed.insert(p.key());
+      if (p.value().requires_grad()) trainable.insert(p.key());
+      if (in_layer_norm(p.key())) norms.insert(p.key());
+    }
+    CHECK(norms.size() == 2 * (1 + 2 * 2));  // weight and bias of the embeddings' and 2 per layer's LayerNorm
+    CHECK(trainable == norms);
+    CHECK(changed == norms);
+  }
+
+  SECTION("FLOPs per token and trainable counts equal the built, prepared model's") {
+    const BertConfig bert{.vocab_size = 97, .hidden_size = 32, .num_hidden_layers = 3, .num_attention_heads = 4,
+                          .intermediate_size = 48, .max_position_embeddings = 16};
+    const GptNeoxConfig neox{.vocab_size = 97, .hidden_size = 32, .num_hidden_layers = 3, .num_attention_heads = 4,
+                             .intermediate_size = 48, .max_position_embeddings = 16};
+    auto check = [](auto config, int64_t layer_norm_parameters, const char* what) {
+      INFO(what);
+      using Encoder = std::conditional_t<std::is_same_v<decltype(config), BertConfig>, Bert, GptNeox>;
+      torch::manual_seed(0);
+      Encoder model(config);
+      LayerNormOnly{}.prepare(model);
+      CHECK(count_trainable(model) == layer_norm_parameters);
+      CHECK(trainable_parameters(config, LayerNormOnly{}) == count_trainable(model));
+      CHECK(trainable_non_embedding_parameters(config, LayerNormOnly{}) == count_trainable_non_embedding(model));
+      const auto n = static_cast<double>(non_embedding_parameters(config));
+      const auto nt = static_cast<double>(layer_norm_parameters);  // every LayerNorm is a non-embedding parameter
+      CHECK(flops_per_token<LayerNormOnly>(n, nt) == 4.0 * n + 2.0 * nt);  // the paper's 4N + 2N_t
+      CHECK(flops_per_token(LayerNormOnly{}, model) == 4.0 * n + 2.0 * nt);
+      CHECK(training_flops_per_token(config, LayerNormOnly{}, 0) == flops_per_token(LayerNormOnly{}, model));
+      // attention: 12 S d L (activation gradients through every block), S = 16
+      CHECK(training_flops_per_token(config, LayerNormOnly{}, 16) == 4.0 * n + 2.0 * nt + 12.0 * 16 * 32 * 3);
+      // the memory model: gradients (and AdamW's two states) for exactly these parameters, two towers
+      const auto e = predict_step_memory(config, LayerNormOnly{}, {.micro_batch_size = 2, .query_length = 8,
+                                                                   .passage_length = 12});
+      CHECK(e.gradients == 2 * count_trainable(model) * 4);
+      CHECK(e.optimizer_states == 2 * e.gradients);
+      CHECK(e.parameters == 2 * count_parameters(model) * 4);
+      CHECK(e.peak > e.parameters);
+    };
+    check(bert, (1 + 2 * 3) * 2 * 32, "bert: the embeddings' LayerNorm and two per layer");
+    check(neox, (2 * 3 + 1) * 2 * 32, "neox: two per layer and the final LayerNorm");
+  }
 }

@@ -88,7 +88,7 @@ void check_against_reference(const Case& c) {
 
 }  // namespace
 
-TEST_CASE("ContAccum equals the reference algorithm over several steps", "[contaccum][reference]") {
+TEST_CASE("ContAccum equals the reference algorithm over several steps", "[contaccum][reference][python]") {
   const Case cases[] = {
       {"dual_bank", {.capacity = 8}, 1},
       {"dual_bank_wraps_within_step", {.capacity = 4}, 1},

@@ -14,7 +14,7 @@
 #include <contaccum/data/sampling.hpp>
 #include <contaccum/data/shuffle.hpp>
 #include <contaccum/data/tsv.hpp>
-#include <contaccum/detail/config_io.hpp>
+#include <contaccum/config_io.hpp>
 #include <contaccum/eval/exact_search.hpp>
 #include <contaccum/eval/metrics.hpp>
 #include <contaccum/eval/trec.hpp>
@@ -492,7 +492,7 @@ TEST_CASE("metrics on a hand-checked query (values printed by pytrec_eval 0.5.11
   CHECK_THAT(describe(MetricsConfig{}), Contains("[1 5 20 100]"));
 }
 
-TEST_CASE("metrics equal pytrec_eval per query and in the mean: ties, graded relevance, short runs", "[eval]") {
+TEST_CASE("metrics equal pytrec_eval per query and in the mean: ties, graded relevance, short runs", "[eval][python]") {
   // 80 queries; run lengths from 0 to 140; scores on a coarse grid so many tie; document
   // ids of mixed length and case so the tie order (byte-wise descending) matters; grades
   // 0..3, several relevant per query, relevant documents outside the run; some queries

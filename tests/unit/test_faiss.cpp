@@ -3,7 +3,7 @@
 // HNSW on clustered data, save/load, and the errors.
 #ifdef CONTACCUM_WITH_FAISS
 
-#include <contaccum/detail/config_io.hpp>
+#include <contaccum/config_io.hpp>
 #include <contaccum/eval/exact_search.hpp>
 #include <contaccum/eval/faiss_index.hpp>
 

@@ -12,7 +12,7 @@
 #include "support/reference_cases.hpp"
 
 #include <contaccum/checkpoint/load_gpt_neox.hpp>
-#include <contaccum/detail/config_io.hpp>
+#include <contaccum/config_io.hpp>
 #include <contaccum/encoders/dual_encoder.hpp>
 #include <contaccum/pooling/last_token.hpp>
 #include <contaccum/pooling/mean.hpp>
@@ -91,7 +91,7 @@ Batch left_padded_batch() {
 
 }  // namespace
 
-TEST_CASE("GptNeox loaded from a transformers checkpoint gives GPTNeoXForCausalLM's outputs", "[gpt_neox]") {
+TEST_CASE("GptNeox loaded from a transformers checkpoint gives GPTNeoXForCausalLM's outputs", "[gpt_neox][python]") {
   const auto& cases = reference_cases();
   REQUIRE(cases.size() == 3);
   for (const auto& [name, c] : cases.items()) {
@@ -135,7 +135,7 @@ TEST_CASE("GptNeox loaded from a transformers checkpoint gives GPTNeoXForCausalL
   CHECK(tied->named_parameters().find("embed_out.weight") == nullptr);
 }
 
-TEST_CASE("save_gpt_neox writes a folder that transformers loads to the same outputs", "[gpt_neox]") {
+TEST_CASE("save_gpt_neox writes a folder that transformers loads to the same outputs", "[gpt_neox][python]") {
   const auto& cases = reference_cases();
   json spec = {{"models", json::array()}};
   std::vector<std::pair<GptNeox, Batch>> models;
@@ -181,7 +181,7 @@ TEST_CASE("save_gpt_neox writes a folder that transformers loads to the same out
   }
 }
 
-TEST_CASE("A GPTNeoXModel checkpoint (no prefix, no head) loads only when the head is optional", "[gpt_neox]") {
+TEST_CASE("A GPTNeoXModel checkpoint (no prefix, no head) loads only when the head is optional", "[gpt_neox][python]") {
   const auto& c = reference_cases()["parallel_rot25"];
   const fs::path body = c["body_dir"].get<std::string>();
   CHECK_THROWS_AS(load_gpt_neox(body), invalid_input);
@@ -199,7 +199,7 @@ TEST_CASE("A GPTNeoXModel checkpoint (no prefix, no head) loads only when the he
   CHECK(max_error_on_real_tokens(run_model(model, b).hidden, values_of(c["right"], "hidden"), b.mask) <= 1e-5);
 }
 
-TEST_CASE("lm_head.weight, old buffers, other heads and other dtypes load", "[gpt_neox]") {
+TEST_CASE("lm_head.weight, old buffers, other heads and other dtypes load", "[gpt_neox][python]") {
   const fs::path dir = reference_cases()["parallel_rot25"]["dir"].get<std::string>();
   auto reference = load_gpt_neox(dir);
   std::map<std::string, torch::Tensor> tensors;
@@ -227,7 +227,7 @@ TEST_CASE("lm_head.weight, old buffers, other heads and other dtypes load", "[gp
                     Catch::Contains("tensors given twice") && Catch::Contains("lm_head.weight"));
 }
 
-TEST_CASE("A GPT-NeoX checkpoint that does not fit lists every missing tensor and shape mismatch", "[gpt_neox]") {
+TEST_CASE("A GPT-NeoX checkpoint that does not fit lists every missing tensor and shape mismatch", "[gpt_neox][python]") {
   const fs::path dir = reference_cases()["parallel_rot25"]["dir"].get<std::string>();
   auto tensors = load_checkpoint(dir);
   tensors.erase("gpt_neox.layers.1.mlp.dense_4h_to_h.weight");
@@ -322,7 +322,7 @@ TEST_CASE("GPT-NeoX config.json: unknown model types and unsupported settings ar
   }
 }
 
-TEST_CASE("GPT-NeoX config spellings resolve as transformers resolves them", "[gpt_neox]") {
+TEST_CASE("GPT-NeoX config spellings resolve as transformers resolves them", "[gpt_neox][python]") {
   const auto root = scratch_dir() / "spellings";
   fs::remove_all(root);
   // Pythia-70m's config.json as published (transformers 4.24, old rotary keys).

@@ -3,11 +3,13 @@
 // picks full fine-tuning below a crossover and LoRA above it, snaps N_opt to the nearest
 // family member in log space, counts N_t per method as the adapters do, round-trips its
 // JSON files, names the file and field of a malformed one, and the grid runner trains
-// every cell of a tiny grid with the real Trainer.
+// every cell of a tiny grid with the real Trainer; a user-defined adapter enters the grid
+// and the planner as a method of its own.
 #include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
 #include "support/helpers.hpp"
+#include "support/layer_norm_only.hpp"
 
 #include <contaccum/compute/grid.hpp>
 #include <contaccum/compute/grid_runner.hpp>
@@ -453,4 +455,83 @@ TEST_CASE("The grid runner trains every cell with the Trainer and more budget lo
   auto wrong = again;
   wrong.done.front().non_embedding_params += 1;
   CHECK_THROWS_WITH(run_grid(models, methods, pool, held_out, wrong), Catch::Contains("come from other models"));
+}
+
+TEST_CASE("A user adapter is a method of the grid and the planner without editing a list", "[planner][grid][customisation]") {
+  using user_adapters::LayerNormOnly;
+  const auto ln = method_of<LayerNormOnly>();
+  CHECK(method_name(ln) == "layer_norm_only");
+  CHECK(setting_name(ln).empty());
+  CHECK(describe_setting(ln, {}) == "-");
+
+  // Priced on a GPT-NeoX shape by its adapter's customisation: equal to the built model's count.
+  const auto cfg = pythia_shaped_config(3, 32, 2, 101, 64);
+  GptNeox model(cfg);
+  LayerNormOnly{}.prepare(model);
+  CHECK(method_trainable_non_embedding(cfg, ln, {}) == count_trainable_non_embedding(model));
+  CHECK(method_trainable_non_embedding(cfg, ln, {}) == (2 * 3 + 1) * 2 * 32);
+  CHECK(method_flops_per_token(cfg, ln, {}) == flops_per_token(LayerNormOnly{}, model));
+  CHECK_THROWS_WITH(method_flops_per_token(cfg, ln, 2), Catch::Contains("method layer_norm_only takes no setting"));
+  const Method by_hand{.name = "by_hand"};  // not made by method_of: no cost model
+  CHECK_THROWS_WITH(method_flops_per_token(cfg, by_hand, {}), Catch::Contains("by_hand carries no cost model"));
+
+  // Records and fits name it; files round-trip when it is given as a known method.
+  auto records = synthetic_grid();
+  for (double x : {12.0, 13.0, 14.0})
+    records.push_back({ln, {}, "opt", 30000, std::pow(10.0, x), 1000, 6.0 - 0.3 * x});
+  const auto fits = fit_planner(records);
+  REQUIRE(fits.methods.size() == 5);
+  CHECK(fits.methods.front().method == Method::full);
+  CHECK(fits.methods.back().method == ln);  // after the paper's four
+  CHECK(fits.find(ln)->loss.slope == Approx(-0.3).margin(1e-9));
+  const auto dir = scratch();
+  save_grid_records(records, dir / "user_grid.json");
+  CHECK_THAT(error_of([&] { (void)load_grid_records(dir / "user_grid.json"); }),
+             Catch::Contains("unknown fine-tuning method \"layer_norm_only\"") &&
+                 Catch::Contains("(expected full, block_freeze, lora or bias_only)"));
+  const auto loaded = load_grid_records(dir / "user_grid.json", {ln});
+  REQUIRE(loaded.size() == records.size());
+  CHECK(loaded.back() == records.back());
+  CHECK(fit_planner(loaded) == fits);
+  save_planner_fits(fits, dir / "user_fits.json");
+  CHECK(load_planner_fits(dir / "user_fits.json", {ln}) == fits);
+  CHECK_THAT(error_of([&] { (void)load_planner_fits(dir / "user_fits.json"); }),
+             Catch::Contains("fits[4].method") && Catch::Contains("unknown fine-tuning method"));
+  CHECK(parse_method("layer_norm_only", "cli", {ln}) == ln);
+
+  // The planner prices it when it is the plan.
+  const auto plan = recommend(fits, 1e14, fine_family(), {.tokens_per_pair = 78.0, .methods = {ln}});
+  CHECK(plan.method == ln);
+  CHECK_FALSE(plan.setting);
+  CHECK(plan.flops_per_token == method_flops_per_token(plan.config, ln, {}));
+  CHECK(plan.pairs == pairs_for_budget(1e14, plan.flops_per_token, 78.0, 1));
+
+  // The grid runner trains it when given its adapter type (and a learning rate).
+  const OneThread one_thread;
+  torch::manual_seed(3);
+  const std::vector<GridModel> models{{"tiny-16", GptNeox(pythia_shaped_config(1, 16, 2, 120, 32))}};
+  auto data =
+      SyntheticPairs({.vocab_size = 120, .passage_length = 12, .query_length = 6, .hard_negatives = 0, .seed = 11});
+  const auto pool = data.next(128), held_out = data.next(64);
+  const std::vector<GridMethod> methods{{Method::full, {}}, {ln, {}}};
+  GridRunnerConfig config{.budgets = {4e7}, .batch_size = 16, .temperature = 0.05};
+  const auto run_with_adapter = [&] {
+    return run_grid<FullBatch<>, LayerNormOnly>(models, methods, pool, held_out, config);
+  };
+  CHECK_THROWS_WITH(run_with_adapter(), Catch::Contains("no learning rate for method layer_norm_only"));
+  config.learning_rate.others["layer_norm_only"] = 3e-3;
+  CHECK_THROWS_WITH(run_grid(models, methods, pool, held_out, config),
+                    Catch::Contains("method layer_norm_only has no adapter type here"));
+  const auto grid = run_with_adapter();
+  REQUIRE(grid.size() == 2);
+  CHECK(grid[0].method == Method::full);
+  CHECK(grid[1].method == ln);
+  const double tokens_per_pair = mean_tokens_per_pair(pool);
+  for (const auto& r : grid) {
+    INFO(method_name(r.method));
+    CHECK(std::isfinite(r.loss));
+    CHECK(r.pairs == pairs_for_budget(4e7, method_flops_per_token(models[0].model->config(), r.method, r.setting),
+                                      tokens_per_pair, 16));
+  }
+  CHECK(grid[1].pairs > grid[0].pairs);  // 4N + 2N_t per token buys more pairs than 6N
 }

@@ -146,7 +146,7 @@ TEST_CASE("safetensors round trip keeps every dtype, 0-d and empty tensors bit f
   CHECK(fs::file_size(file) == 8 + n + special.nbytes());
 }
 
-TEST_CASE("safetensors files written by the Python package load with equal values", "[checkpoint]") {
+TEST_CASE("safetensors files written by the Python package load with equal values", "[checkpoint][python]") {
   const auto file = scratch_dir() / "from_python.safetensors", values = scratch_dir() / "from_python.json";
   run_reference("write " + file.string() + " " + values.string());
   const auto ref = json::parse(std::ifstream(values));
@@ -163,7 +163,7 @@ TEST_CASE("safetensors files written by the Python package load with equal value
   CHECK(load_safetensors_metadata(file) == ref["metadata"].get<std::map<std::string, std::string>>());
 }
 
-TEST_CASE("safetensors files we write load in the Python package with equal values", "[checkpoint]") {
+TEST_CASE("safetensors files we write load in the Python package with equal values", "[checkpoint][python]") {
   const auto tensors = sample_tensors();
   const auto file = scratch_dir() / "to_python.safetensors", values = scratch_dir() / "to_python.json";
   save_safetensors(file, tensors, {{"format", "pt"}, {"writer", "contaccum"}});

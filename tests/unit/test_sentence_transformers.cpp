@@ -72,7 +72,7 @@ torch::Tensor reference(const std::string& cmd, const fs::path& model_dir) {
 
 }  // namespace
 
-TEST_CASE("all-MiniLM-L6-v2: our embeddings equal sentence-transformers' encode()", "[sentence_transformers]") {
+TEST_CASE("all-MiniLM-L6-v2: our embeddings equal sentence-transformers' encode()", "[sentence_transformers][python]") {
   INFO("all-MiniLM-L6-v2 is installed by scripts/setup.sh into " << minilm_dir);
   REQUIRE(fs::exists(minilm_dir / "model.safetensors"));
   const auto st = read_sentence_transformer_config(minilm_dir);
@@ -102,7 +102,7 @@ TEST_CASE("all-MiniLM-L6-v2: our embeddings equal sentence-transformers' encode(
 }
 
 TEST_CASE("save_sentence_transformer: the folder loads in sentence-transformers with our embeddings",
-          "[sentence_transformers]") {
+          "[sentence_transformers][python]") {
   auto bert = load_bert(minilm_dir);
   {
     // A "trained" model: move every weight so the export is not the original file.

@@ -111,7 +111,7 @@ void require_message(const std::function<void()>& f, const std::string& part) {
 
 }  // namespace
 
-TEST_CASE("WordPiece from tokenizer.json gives HF tokenizers' ids on 10k+ real lines", "[tokenizer]") {
+TEST_CASE("WordPiece from tokenizer.json gives HF tokenizers' ids on 10k+ real lines", "[tokenizer][python]") {
   INFO("all-MiniLM-L6-v2 is installed by scripts/setup.sh into " << minilm_dir);
   REQUIRE(fs::exists(minilm_dir / "tokenizer.json"));
   const auto tok = WordPiece::from_tokenizer_json(minilm_dir / "tokenizer.json");
@@ -120,14 +120,14 @@ TEST_CASE("WordPiece from tokenizer.json gives HF tokenizers' ids on 10k+ real l
   require_same_ids(tok, minilm_dir / "tokenizer.json");
 }
 
-TEST_CASE("WordPiece from vocab.txt equals BertWordPieceTokenizer, with truncation", "[tokenizer]") {
+TEST_CASE("WordPiece from vocab.txt equals BertWordPieceTokenizer, with truncation", "[tokenizer][python]") {
   REQUIRE(fs::exists(minilm_dir / "vocab.txt"));
   const auto tok = WordPiece::from_vocab_file(minilm_dir / "vocab.txt");
   require_same_ids(tok, minilm_dir / "vocab.txt");
   SECTION("truncated to 16 ids, specials included") { require_same_ids(tok, minilm_dir / "vocab.txt", 16); }
 }
 
-TEST_CASE("Byte-level BPE gives HF tokenizers' ids on 10k+ real lines, added tokens included", "[tokenizer]") {
+TEST_CASE("Byte-level BPE gives HF tokenizers' ids on 10k+ real lines, added tokens included", "[tokenizer][python]") {
   const auto tok = ByteLevelBpe::from_tokenizer_json(bpe_json());
   require_same_ids(tok, bpe_json());
   SECTION("truncated to 16 ids") { require_same_ids(tok, bpe_json(), 16); }
@@ -144,7 +144,7 @@ TEST_CASE("Byte-level BPE gives HF tokenizers' ids on 10k+ real lines, added tok
   }
 }
 
-TEST_CASE("load_tokenizer picks the model from the directory", "[tokenizer]") {
+TEST_CASE("load_tokenizer picks the model from the directory", "[tokenizer][python]") {
   const auto wp = load_tokenizer(minilm_dir);
   CHECK(wp.is_wordpiece());
   CHECK(wp.encode("Hello world") == std::vector<int64_t>{101, 7592, 2088, 102});
@@ -178,7 +178,7 @@ TEST_CASE("encode_batch pads right or left and masks the padding", "[tokenizer]"
   right.validate("batch");
 }
 
-TEST_CASE("Tokenizer inputs that are wrong give errors naming the file, line or field", "[tokenizer][errors]") {
+TEST_CASE("Tokenizer inputs that are wrong give errors naming the file, line or field", "[tokenizer][errors][python]") {
   const auto dir = scratch() / "bad";
   fs::create_directories(dir);
   auto write = [&](const std::string& name, const std::string& text) {

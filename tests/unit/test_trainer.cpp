@@ -40,6 +40,7 @@ TEST_CASE("Every strategy lowers the held-out loss on learnable pairs", "[traine
   check(GradAccum<>(), "GradAccum");
   check(GradCache<>(), "GradCache");
   check(ContAccum<DualBank>({.capacity = 32}), "ContAccum");
+  check(ContAccumOverGradCache<DualBank>({.capacity = 32}), "ContAccumOverGradCache");
 }
 
 TEST_CASE("StepStats report the step, the towers' gradient norms and the schedule", "[trainer]") {
@@ -126,7 +127,7 @@ TEST_CASE("The CPU memory meter counts tensor allocations", "[memory]") {
 }
 
 TEST_CASE("Configs print and compare field by field", "[config]") {
-  CHECK(describe(BankConfig{.capacity = 64, .query_bank = false}) == "{64, 0, 1, 1, 1}");
+  CHECK(describe(BankConfig{.capacity = 64, .query_bank = false}) == "{64, 0, 1, 1, 1, 0}");
   CHECK(same_config(TrainerConfig{}, TrainerConfig{}));
   CHECK(!same_config(TrainerConfig{}, TrainerConfig{.micro_batch_size = 2}));
 }

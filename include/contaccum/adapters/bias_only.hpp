@@ -10,8 +10,7 @@
 /// never optimal); useful when the trained state must be tiny (34,304 numbers for
 /// Pythia-70m) or as a baseline.
 
-#include <contaccum/adapters/detail/modules.hpp>
-#include <contaccum/adapters/full_fine_tune.hpp>
+#include <contaccum/adapters/concepts.hpp>
 
 #include <torch/torch.h>
 
@@ -19,18 +18,18 @@
 
 namespace contaccum {
 
-/// \brief Adapter: biases train (linear and LayerNorm), everything else is frozen.
+/// \brief Adapter: biases train (linear and LayerNorm), everything else is frozen. Works
+///        on any ParameterModule.
 ///
 /// \code
 /// contaccum::Trainer<Model, contaccum::GradAccum<>, contaccum::BiasOnly> trainer(std::move(model), config);
 /// \endcode
 struct BiasOnly {
-  using category = adapter_tag;
   static constexpr std::string_view name = "bias_only";
 
-  template <class Model>
+  template <ParameterModule Model>
   void prepare(Model& model) const {
-    for (auto& p : detail::module_of(model).named_parameters()) p.value().requires_grad_(p.key().ends_with("bias"));
+    for (auto& p : module_of(model).named_parameters()) p.value().requires_grad_(p.key().ends_with("bias"));
   }
 };
 

@@ -12,9 +12,7 @@
 /// When to use: close to full fine-tuning in quality at every budget the paper tried, with
 /// less memory and compute per token; a good choice when full fine-tuning does not fit.
 
-#include <contaccum/adapters/detail/modules.hpp>
-#include <contaccum/adapters/full_fine_tune.hpp>
-#include <contaccum/detail/banner.hpp>
+#include <contaccum/adapters/concepts.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/bert.hpp>
 #include <contaccum/encoders/gpt_neox.hpp>
@@ -50,49 +48,68 @@ namespace contaccum {
   return out;
 }
 
-/// \brief An encoder BlockFreeze can cut: it counts its blocks, runs a frozen prefix
-///        without autograd, and names the modules after the cut (an overload of
-///        block_freeze_trainable_modules found by argument-dependent lookup).
+namespace detail {
 template <class E>
-concept BlockFreezable = requires(E& e, std::optional<int64_t> n) {
+inline constexpr bool the_encoder_has_no_num_layers_set_first_trainable_layer_or_block_freeze_trainable_modules = false;
+template <class M>
+inline constexpr bool block_freeze_needs_a_BlockFreezable_encoder_or_a_TwoTowerModel_of_them = false;
+
+template <class E>
+concept BlockFreezableImpl = requires(E& e, std::optional<int64_t> n) {
   { e->num_layers() } -> std::convertible_to<int64_t>;
   e->set_first_trainable_layer(n);
   { block_freeze_trainable_modules(e, int64_t{0}) } -> std::same_as<std::vector<std::shared_ptr<torch::nn::Module>>>;
 };
+}  // namespace detail
+
+/// \brief An encoder BlockFreeze can cut: it counts its blocks, runs a frozen prefix
+///        without autograd, and names the modules after the cut (an overload of
+///        block_freeze_trainable_modules found by argument-dependent lookup). Bert and
+///        GptNeox are; a user encoder becomes one by providing the three.
+template <class E>
+concept BlockFreezable =
+    detail::BlockFreezableImpl<E> ||
+    detail::the_encoder_has_no_num_layers_set_first_trainable_layer_or_block_freeze_trainable_modules<E>;
+
+/// \brief A TwoTowerModel (DualEncoder) whose towers are BlockFreezable.
+template <class M>
+concept BlockFreezableTowers = TwoTowerModel<M> && BlockFreezable<tower_type<M>>;
+
+/// \brief A model BlockFreeze can prepare: a BlockFreezable encoder, or a model with
+///        BlockFreezableTowers (each tower is cut).
+template <class M>
+concept BlockFreezableModel = BlockFreezable<M> || BlockFreezableTowers<M> ||
+                              detail::block_freeze_needs_a_BlockFreezable_encoder_or_a_TwoTowerModel_of_them<M>;
 
 /// \brief Adapter: the last `trainable_blocks` (k) blocks train, the embedding and the
 ///        blocks below are frozen and run without autograd. k = L freezes the embedding only.
 ///
-/// Works on an encoder (Bert, GptNeox) or a DualEncoder of them (each tower is cut).
+/// Works on a BlockFreezableModel: an encoder (Bert, GptNeox) or a DualEncoder of them.
 /// \code
 /// contaccum::Trainer<Model, contaccum::GradAccum<>, contaccum::BlockFreeze> trainer(
-///     std::move(model), config, {}, {}, contaccum::BlockFreeze{.trainable_blocks = 2});
+///     std::move(model), config, {}, contaccum::BlockFreeze{.trainable_blocks = 2});
 /// \endcode
 struct BlockFreeze {
-  using category = adapter_tag;
   static constexpr std::string_view name = "block_freeze";
 
   int64_t trainable_blocks = 1;  ///< k: how many of the top blocks train
 
-  template <class Model>
+  /// \brief Freezes all but the last k blocks of the encoder, or of each tower. Throws
+  ///        invalid_input when k is outside [0, L].
+  template <BlockFreezableModel Model>
   void prepare(Model& model) const {
-    if constexpr (requires { model->query_encoder; model->passage_encoder; }) {
+    if constexpr (BlockFreezableTowers<Model>) {
       cut(model->query_encoder);
       if (model->passage_encoder.ptr() != model->query_encoder.ptr()) cut(model->passage_encoder);
       // Anything beside the towers (none today) stays as it was.
     } else {
-      static_assert(BlockFreezable<Model>, CONTACCUM_BANNER "BlockFreeze needs a DualEncoder or an encoder satisfying "
-                                                       "BlockFreezable (e.g. Bert, GptNeox)");
       cut(model);
     }
   }
 
 private:
-  template <class E>
+  template <BlockFreezable E>
   void cut(E& encoder) const {
-    static_assert(BlockFreezable<E>, CONTACCUM_BANNER
-                  "BlockFreeze: the tower type does not satisfy BlockFreezable "
-                  "(num_layers, set_first_trainable_layer, block_freeze_trainable_modules)");
     const int64_t layers = encoder->num_layers();
     detail::require(trainable_blocks >= 0 && trainable_blocks <= layers, "BlockFreeze: trainable_blocks (k) = ",
                     trainable_blocks, " is outside [0, ", layers, "]: the encoder has ", layers, " blocks");

@@ -20,9 +20,11 @@
 /// LoRA the best method at large compute budgets and rank barely mattering (~128 a good
 /// default at Pythia scale); it also keeps the trained state small.
 
+#include <contaccum/adapters/concepts.hpp>
 #include <contaccum/adapters/detail/modules.hpp>
-#include <contaccum/adapters/full_fine_tune.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/encoders/bert.hpp>
+#include <contaccum/encoders/gpt_neox.hpp>
 #include <contaccum/encoders/linear.hpp>
 
 #include <torch/torch.h>
@@ -151,7 +153,41 @@ struct LoraLayer {
 
 }  // namespace detail
 
-/// \brief Adapter: LoRA on the linear layers whose path matches `target_modules`.
+/// \brief Whether encoder E builds the linear layers LoRA targets as AdaptableLinear (the
+///        layer with a branch slot; a plain torch::nn::Linear cannot take a branch). True
+///        for Bert and GptNeox (holders and modules); a user encoder built from
+///        AdaptableLinear opts in with
+///        `template <> inline constexpr bool contaccum::has_adaptable_linears<MyEncoder> = true;`
+///        (next to MyEncoder, before any use).
+template <class E>
+inline constexpr bool has_adaptable_linears = false;
+template <>
+inline constexpr bool has_adaptable_linears<Bert> = true;
+template <>
+inline constexpr bool has_adaptable_linears<BertImpl> = true;
+template <>
+inline constexpr bool has_adaptable_linears<GptNeox> = true;
+template <>
+inline constexpr bool has_adaptable_linears<GptNeoxImpl> = true;
+
+namespace detail {
+template <class M>
+inline constexpr bool lora_needs_an_encoder_with_has_adaptable_linears_or_a_TwoTowerModel_of_them = false;
+}  // namespace detail
+
+/// \brief A TwoTowerModel (DualEncoder) whose towers have AdaptableLinear layers.
+template <class M>
+concept AdaptableLinearTowers = TwoTowerModel<M> && has_adaptable_linears<tower_type<M>>;
+
+/// \brief A model LoRA can prepare: an encoder whose linear layers are AdaptableLinear
+///        (has_adaptable_linears), or a model with AdaptableLinearTowers. Which layers get
+///        a branch is decided at run time by `target_modules`.
+template <class M>
+concept LoraAdaptable = (ParameterModule<M> && (has_adaptable_linears<M> || AdaptableLinearTowers<M>)) ||
+                        detail::lora_needs_an_encoder_with_has_adaptable_linears_or_a_TwoTowerModel_of_them<M>;
+
+/// \brief Adapter: LoRA on the linear layers whose path matches `target_modules`. Works
+///        on a LoraAdaptable model (Bert, GptNeox, a DualEncoder of them).
 ///
 /// \code
 /// contaccum::LoRA lora{.rank = 16, .alpha = 32, .target_modules = "query_key_value"};
@@ -161,7 +197,6 @@ struct LoraLayer {
 /// contaccum::save_gpt_neox(model, "out/merged");
 /// \endcode
 struct LoRA {
-  using category = adapter_tag;
   static constexpr std::string_view name = "lora";
 
   int64_t rank = 8;        ///< r
@@ -173,7 +208,7 @@ struct LoRA {
   ///        and B) in each matching layer. Throws invalid_input for a bad setting, a
   ///        pattern matching no layer (the error lists the linear layers there are), a
   ///        matching layer that cannot take a branch, or one that already has a branch.
-  template <class Model>
+  template <LoraAdaptable Model>
   void prepare(Model& model) const {
     validate();
     auto& root = detail::module_of(model);

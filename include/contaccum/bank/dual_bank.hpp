@@ -14,6 +14,8 @@
 
 #include <torch/torch.h>
 
+#include <string>
+
 namespace contaccum {
 
 /// \brief Runtime settings of a DualBank.
@@ -23,7 +25,11 @@ struct BankConfig {
   bool hard_negative_bank = true;     ///< bank hard negatives too (reference: cache_hard_neg)
   bool persist_across_steps = true;   ///< false = "w/o past encoder": clear after every optimizer step
   bool cache_scores = true;           ///< keep banked-row log-sum-exps up to date incrementally
-                                      ///< (exact; costs capacity^2 / N_local scores of memory)
+                                      ///< (exact; costs capacity^2 / block_rows scores of memory)
+  int64_t block_rows = 0;             ///< rows per enqueue, the score cache's block; 0 = the
+                                      ///< strategy's (N_local under ContAccum, N_total under
+                                      ///< ContAccum over GradCache). Set, every enqueue must
+                                      ///< match it and capacity must be a multiple of it.
 };
 
 class DualBank {
@@ -34,7 +40,32 @@ public:
       : config_(config),
         queries_(config.query_bank ? config.capacity : 0, "query bank"),
         positives_(config.capacity, "positive bank"),
-        hard_negatives_(0, "hard-negative bank") {}
+        hard_negatives_(0, "hard-negative bank") {
+    detail::require(config.block_rows >= 0, "BankConfig.block_rows must be >= 0, got ", config.block_rows);
+    detail::require(config.block_rows == 0 || config.capacity % config.block_rows == 0, "BankConfig.capacity (",
+                    config.capacity, ") must be a multiple of BankConfig.block_rows (", config.block_rows,
+                    ") so the score cache's blocks tile the bank");
+    if (config.block_rows > 0) set_block_rows(config.block_rows);
+  }
+
+  /// \brief Rows per enqueue (the score cache's block); 0 until fixed.
+  [[nodiscard]] int64_t block_rows() const { return block_rows_; }
+  /// \brief Fixes the rows per enqueue, unless BankConfig::block_rows or an earlier call did.
+  void set_block_rows(int64_t n) {
+    if (block_rows_ != 0 || n <= 0) return;
+    block_rows_ = n;
+    query_scores_.set_block_rows(n);
+    positive_scores_.set_block_rows(n);
+  }
+  /// \brief Whether the score cache is switched on (BankConfig::cache_scores).
+  [[nodiscard]] bool caches_scores() const { return config_.cache_scores; }
+  /// \brief Why the score cache cannot serve; empty while it can (or is switched off).
+  [[nodiscard]] std::string score_cache_status() const {
+    if (!config_.cache_scores) return "";
+    if (!embed_) return "the loss does not say how it scores pairs (not a SimilarityAwareLoss)";
+    if (!query_scores_.status().empty()) return query_scores_.status();
+    return positive_scores_.status();
+  }
 
   [[nodiscard]] const BankConfig& config() const { return config_; }
 
@@ -47,6 +78,8 @@ public:
     const auto hn = h.defined() ? h.size(0) : 0;
     detail::require(n > 0 && hn % n == 0, "DualBank: ", hn, " hard negatives for ", n, " queries");
     const auto m = hn / n;
+    detail::require(config_.block_rows == 0 || n == config_.block_rows, "DualBank: an enqueue of ", n,
+                    " rows, but BankConfig.block_rows is ", config_.block_rows);
     if (m_ < 0) {
       m_ = m;
       if (config_.hard_negative_bank && m > 0) hard_negatives_ = RingBuffer(config_.capacity * m, "hard-negative bank");
@@ -161,6 +194,7 @@ private:
   BankConfig config_;
   RingBuffer queries_, positives_, hard_negatives_;
   int64_t m_ = -1;  // hard negatives per query, fixed by the first enqueue
+  int64_t block_rows_ = 0;
   bool in_step_ = false, hn_began_ = false;
   BankScoreCache query_scores_, positive_scores_;
   BankScoreCache::embed_fn embed_;

@@ -13,16 +13,21 @@
 /// value is an exact log-sum-exp of exactly computed scores, so the loss equals the
 /// dense computation to rounding.
 ///
-/// Needs block-aligned pushes (capacity a multiple of N_local, every micro-batch of
-/// N_local pairs); otherwise it reports itself invalid and the loss streams instead.
+/// Needs block-aligned pushes: the capacity a multiple of the block (the rows of one
+/// enqueue: N_local under ContAccum, N_total under ContAccum over GradCache) and every
+/// enqueue exactly one block. Otherwise it turns itself off, says why (status()), and the
+/// loss streams the bank scores instead; the strategy counts every such evaluation in
+/// StepStats::score_cache_fallbacks.
 
 #include <contaccum/bank/ring_buffer.hpp>
+#include <contaccum/detail/error.hpp>
 #include <contaccum/loss/score_record.hpp>
 
 #include <torch/torch.h>
 
 #include <cmath>
 #include <functional>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -37,10 +42,19 @@ public:
     table_ = torch::Tensor();
     groups_ = torch::Tensor();
     pairs_ = torch::Tensor();
-    n_ = 0;
+    n_ = block_;
     valid_ = true;
+    why_.clear();
     stale_ = false;
   }
+  /// \brief Fixes the block (rows per push) before the first push; 0 = the first push's rows.
+  void set_block_rows(int64_t n) {
+    block_ = n;
+    if (n_ == 0) n_ = n;
+  }
+  [[nodiscard]] int64_t block_rows() const { return n_; }
+  /// \brief Why the cache turned itself off; empty while it serves.
+  [[nodiscard]] const std::string& status() const { return why_; }
   /// \brief The rings were rolled back: rebuild on next use.
   void mark_stale() { stale_ = true; }
   [[nodiscard]] bool valid() const { return valid_; }
@@ -62,14 +76,20 @@ public:
               double scale, const DirectionScores* seen = nullptr) {
     if (!valid_ || rows.size() == 0) return;
     const auto n = rows.last_push_rows();
-    if (n <= 0 || rows.capacity() % n != 0 || rows.last_push_begin() % n != 0 || (n_ != 0 && n != n_))
-      return invalidate();
+    if (n_ != 0 && n != n_)
+      return invalidate(detail::cat("an enqueue of ", n, " rows, but the block is ", n_, " rows"));
+    if (n <= 0 || rows.capacity() % n != 0)
+      return invalidate(detail::cat("the capacity (", rows.capacity(), ") is not a multiple of the block (", n,
+                                    " rows per enqueue)"));
+    if (rows.last_push_begin() % n != 0)
+      return invalidate(detail::cat("an enqueue started at slot ", rows.last_push_begin(), ", off the ", n,
+                                    "-row block grid"));
     n_ = n;
     for (const auto* c : cols)
       if (c->capacity() % (rows.capacity() / n) != 0 ||
           c->last_push_rows() != c->capacity() / (rows.capacity() / n) ||
           c->last_push_begin() != rows.last_push_begin() / n * (c->capacity() / (rows.capacity() / n)))
-        return invalidate();
+        return invalidate("the passage rings are not filled in lockstep with the query ring");
     if (!ensure(rows, cols, embed, scale)) return;
     if (just_built_) return;  // ensure() rebuilt every block, the new one included
     torch::NoGradGuard no_grad;
@@ -101,8 +121,9 @@ public:
 
 private:
   static double inf() { return std::numeric_limits<double>::infinity(); }
-  void invalidate() {
+  void invalidate(std::string why) {
     valid_ = false;
+    why_ = std::move(why);
     table_ = torch::Tensor();
     groups_ = torch::Tensor();
     pairs_ = torch::Tensor();
@@ -116,9 +137,10 @@ private:
     just_built_ = false;
     if (n_ == 0) return false;
     const auto blocks = rows.capacity() / n_;
-    if (rows.size() % n_ != 0) return invalidate(), false;
+    if (rows.size() % n_ != 0) return invalidate("the bank holds a partial block"), false;
     for (const auto* c : cols)
-      if (c->size() != rows.size() / n_ * (c->capacity() / blocks)) return invalidate(), false;
+      if (c->size() != rows.size() / n_ * (c->capacity() / blocks))
+        return invalidate("the passage rings are not filled in lockstep with the query ring"), false;
     torch::NoGradGuard no_grad;
     const auto& st = rows.storage();
     if (!table_.defined() || table_.device() != st.device() || table_.scalar_type() != st.scalar_type()) {
@@ -247,7 +269,9 @@ private:
   torch::Tensor groups_;  // (R, ceil(B / g))
   int64_t group_size_ = 1;
   int64_t reused_ = 0;
-  int64_t n_ = 0;  // rows per block (N_local), fixed by the first push
+  int64_t n_ = 0;      // rows per block, fixed by set_block_rows or the first push
+  int64_t block_ = 0;  // the block set_block_rows fixed (survives reset)
+  std::string why_;    // why the cache turned itself off
   bool valid_ = true;
   bool stale_ = false;
   bool just_built_ = false;

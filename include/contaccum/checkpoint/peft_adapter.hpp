@@ -139,7 +139,7 @@ void save_peft_adapter(Model& model, const std::filesystem::path& dir,
 /// auto bert = contaccum::load_bert("bert-base");
 /// contaccum::load_peft_adapter(bert, "my-adapter");  // forward now equals PeftModel's
 /// \endcode
-template <class Model>
+template <LoraAdaptable Model>
 LoRA load_peft_adapter(Model& model, const std::filesystem::path& dir) {
   const auto lora = load_peft_lora_config(dir / "adapter_config.json");
   const auto tensors = load_safetensors(dir / "adapter_model.safetensors");
@@ -162,7 +162,7 @@ LoRA load_peft_adapter(Model& model, const std::filesystem::path& dir) {
   }
   detail::assign_checkpoint_tensors(staged, tensors, names, detail::cat("PEFT adapter '", dir.string(), "'"),
                                     detail::cat("the layers its target_modules select (r = ", lora.rank, ")"));
-  lora.prepare(root);
+  lora.prepare(model);
   torch::NoGradGuard no_grad;
   for (const auto& l : detail::lora_layers(root)) {
     l.branch->lora_A->weight.copy_(staged.at(l.path + ".lora_A.weight"));

@@ -11,14 +11,13 @@
 /// gradient with respect to activations, 2N for the gradient with respect to weights).
 /// Frozen blocks below the first trainable one need no backward at all (2N + 4N_t);
 /// LoRA and bias-only need the activation gradients everywhere but weight gradients only
-/// for their few parameters (2N + 2N + 2N_t).
+/// for their few parameters (2N + 2N + 2N_t). Which formula prices an adapter is the
+/// adapter's customisation (compute/adapter_cost.hpp: `flop_formula`), so a user-defined
+/// adapter is costed like the built-in ones.
 
-#include <contaccum/adapters/bias_only.hpp>
-#include <contaccum/adapters/block_freeze.hpp>
+#include <contaccum/adapters/concepts.hpp>
 #include <contaccum/adapters/detail/modules.hpp>
-#include <contaccum/adapters/full_fine_tune.hpp>
-#include <contaccum/adapters/lora.hpp>
-#include <contaccum/detail/banner.hpp>
+#include <contaccum/compute/adapter_cost.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/bert.hpp>
 #include <contaccum/encoders/gpt_neox.hpp>
@@ -27,10 +26,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <concepts>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 #include <unordered_set>
 
 namespace contaccum {
@@ -59,7 +56,7 @@ namespace detail {
 // and not a language-model head (GptNeox's embed_out, which an embedding model never runs).
 // trainable_only = false counts the base model (no adapter branch); true counts every
 // trainable parameter, LoRA's A and B included.
-template <class M>
+template <ParameterModule M>
 [[nodiscard]] int64_t count_non_embedding(M& model, bool trainable_only) {
   auto& root = module_of(model);
   std::unordered_set<const void*> base;
@@ -84,45 +81,36 @@ template <class M>
 
 /// \brief N: the parameters of an encoder's base model (module or holder; adapter
 ///        branches left out) that are not embedding tables or the LM head.
-template <class M>
+template <ParameterModule M>
 [[nodiscard]] int64_t count_non_embedding(M& model) {
   return detail::count_non_embedding(model, false);
 }
 /// \brief N_t: the trainable non-embedding parameters, LoRA's A and B included.
-template <class M>
+template <ParameterModule M>
 [[nodiscard]] int64_t count_trainable_non_embedding(M& model) {
   return detail::count_non_embedding(model, true);
 }
 
 /// \brief Training FLOPs per token of adapter A, as the paper counts them, for N
-///        non-embedding parameters of which N_t train.
+///        non-embedding parameters of which N_t train: the formula A's customisation names
+///        (`flop_formula`, compute/adapter_cost.hpp), asked of a default A.
 ///
 /// \code
 /// // Pythia-70m, LoRA r = 8 on the four linears: 4 x 18915328 + 2 x 393216 = 76447744
 /// auto cost = contaccum::flops_per_token<contaccum::LoRA>(18915328, 393216);
 /// \endcode
-template <Adapter A>
+template <CostedAdapter A>
 [[nodiscard]] constexpr double flops_per_token(double n, double n_trainable) {
-  if constexpr (std::same_as<A, FullFineTune>) {
-    (void)n_trainable;
-    return 6.0 * n;
-  } else if constexpr (std::same_as<A, BlockFreeze>) {
-    return 2.0 * n + 4.0 * n_trainable;
-  } else if constexpr (std::same_as<A, LoRA> || std::same_as<A, BiasOnly>) {
-    return 4.0 * n + 2.0 * n_trainable;
-  } else {
-    static_assert(detail::dependent_false<A>, CONTACCUM_BANNER "flops_per_token has no formula for this adapter");
-    return 0.0;
-  }
+  return flops_per_token(flop_formula(A{}), n, n_trainable);
 }
 
 /// \brief flops_per_token for an encoder already prepared by `adapter`: N and N_t are
-///        counted on the model (count_non_embedding, count_trainable_non_embedding).
-template <Adapter A, class M>
+///        counted on the model (count_non_embedding, count_trainable_non_embedding), the
+///        formula is `flop_formula(adapter)`.
+template <CostedAdapter A, ParameterModule M>
 [[nodiscard]] double flops_per_token(const A& adapter, M& model) {
-  (void)adapter;
-  return flops_per_token<A>(static_cast<double>(count_non_embedding(model)),
-                            static_cast<double>(count_trainable_non_embedding(model)));
+  return flops_per_token(flop_formula(adapter), static_cast<double>(count_non_embedding(model)),
+                         static_cast<double>(count_trainable_non_embedding(model)));
 }
 
 /// \brief How many training pairs a budget of `budget_flops` buys at `flops_per_token`

@@ -7,9 +7,12 @@
 ///        runner (compute/grid_runner.hpp) produces them, or they come from your own runs.
 ///
 /// Records are saved as one JSON document {"format": "contaccum.grid_records",
-/// "version": 1, "records": [...]}, so a grid can be run once and fitted many times.
+/// "version": 1, "records": [...]}, so a grid can be run once and fitted many times. A
+/// record names its method (compute/method.hpp) by name; reading a grid with a user's
+/// method takes that Method (method_of<A>()) as a known extra.
 
 #include <contaccum/compute/detail/planner_json.hpp>
+#include <contaccum/compute/method.hpp>
 #include <contaccum/detail/error.hpp>
 
 #include <nlohmann/json.hpp>
@@ -24,57 +27,6 @@
 
 namespace contaccum {
 
-/// \brief The four fine-tuning methods of the compute-optimal recipe. Their names are the
-///        adapters' `name`s: FullFineTune "full", BlockFreeze "block_freeze", LoRA "lora",
-///        BiasOnly "bias_only".
-enum class Method { full, block_freeze, lora, bias_only };
-
-/// \brief Every Method, in the paper's order.
-inline constexpr Method all_methods[] = {Method::full, Method::block_freeze, Method::lora, Method::bias_only};
-
-/// \brief The method's name, as its adapter spells it ("full", "block_freeze", "lora", "bias_only").
-[[nodiscard]] constexpr std::string_view method_name(Method m) {
-  switch (m) {
-    case Method::full: return "full";
-    case Method::block_freeze: return "block_freeze";
-    case Method::lora: return "lora";
-    case Method::bias_only: return "bias_only";
-  }
-  return "?";
-}
-
-/// \brief The Method named `name`; throws invalid_input naming `where` and the four names.
-[[nodiscard]] inline Method parse_method(std::string_view name, std::string_view where = "method") {
-  for (const auto m : all_methods)
-    if (method_name(m) == name) return m;
-  detail::require(false, where, ": unknown fine-tuning method \"", name,
-                  "\" (expected full, block_freeze, lora or bias_only)");
-  return Method::full;
-}
-
-/// \brief What the method's setting means: k trainable blocks (block_freeze), the LoRA
-///        rank r (lora); full and bias_only have none.
-[[nodiscard]] constexpr std::string_view setting_name(Method m) {
-  return m == Method::block_freeze ? "k" : m == Method::lora ? "r" : "";
-}
-
-/// \brief "k=2", "r=8", or "-" for a method without a setting.
-[[nodiscard]] inline std::string describe_setting(Method m, std::optional<int64_t> setting) {
-  if (!setting) return "-";
-  return std::string(setting_name(m)) + "=" + std::to_string(*setting);
-}
-
-/// \brief Throws invalid_input (naming `where`) when a method's setting is missing,
-///        present where it has none, or not positive.
-inline void validate_setting(Method m, std::optional<int64_t> setting, std::string_view where) {
-  const bool needs = m == Method::block_freeze || m == Method::lora;
-  detail::require(needs == setting.has_value(), where, ": method ", method_name(m),
-                  needs ? detail::cat(" needs a setting (", setting_name(m), ")")
-                        : std::string(" takes no setting, got ") + std::to_string(setting.value_or(0)));
-  detail::require(!setting || *setting > 0, where, ": ", setting_name(m), " must be positive, got ",
-                  setting.value_or(0));
-}
-
 /// \brief One finished run of the grid.
 ///
 /// \code
@@ -84,7 +36,7 @@ inline void validate_setting(Method m, std::optional<int64_t> setting, std::stri
 /// \endcode
 struct GridRecord {
   Method method = Method::full;
-  std::optional<int64_t> setting;  ///< k (block_freeze), r (lora); empty for full and bias_only
+  std::optional<int64_t> setting;  ///< k (block_freeze), r (lora); empty for methods without one
   std::string model;               ///< the model's name, e.g. "pythia-70m"
   int64_t non_embedding_params = 0;  ///< N of the model (embeddings and LM head left out)
   double budget_flops = 0;           ///< C: the training budget the run was given
@@ -123,12 +75,14 @@ inline void validate(const GridRecord& r, std::string_view where) {
           {"loss", std::isfinite(r.loss) ? nlohmann::json(r.loss) : nlohmann::json()}};
 }
 
-/// \brief A record from its JSON object; `where` (e.g. "grid.json: records[3]") names it in errors.
-[[nodiscard]] inline GridRecord grid_record_from_json(const nlohmann::json& j, const std::string& where) {
+/// \brief A record from its JSON object; `where` (e.g. "grid.json: records[3]") names it in
+///        errors. `extra`: methods besides the paper's four that the record may name.
+[[nodiscard]] inline GridRecord grid_record_from_json(const nlohmann::json& j, const std::string& where,
+                                                      const std::vector<Method>& extra = {}) {
   using namespace detail::planner_json;
   require_object(j, where);
   GridRecord r;
-  r.method = parse_method(get_string(j, "method", where), field_path(where, "method"));
+  r.method = parse_method(get_string(j, "method", where), field_path(where, "method"), extra);
   r.setting = get_optional_int(j, "setting", where);
   r.model = get_string(j, "model", where);
   r.non_embedding_params = get_int(j, "non_embedding_params", where);
@@ -153,8 +107,14 @@ inline void save_grid_records(const std::vector<GridRecord>& records, const std:
 
 /// \brief Reads records saved by save_grid_records. A file that is not valid JSON, not a
 ///        contaccum grid, of another version, or missing a field is an invalid_input
-///        naming the file and the field.
-[[nodiscard]] inline std::vector<GridRecord> load_grid_records(const std::filesystem::path& file) {
+///        naming the file and the field; so is a method that is neither one of the paper's
+///        four nor in `extra` (user methods: method_of<A>()).
+///
+/// \code
+/// auto records = contaccum::load_grid_records("out/planner/grid.json", {contaccum::method_of<mine::LayerNormOnly>()});
+/// \endcode
+[[nodiscard]] inline std::vector<GridRecord> load_grid_records(const std::filesystem::path& file,
+                                                               const std::vector<Method>& extra = {}) {
   using namespace detail::planner_json;
   const auto j = read_file(file);
   const auto where = file.string();
@@ -162,7 +122,7 @@ inline void save_grid_records(const std::vector<GridRecord>& records, const std:
   const auto& list = get_array(j, "records", where);
   std::vector<GridRecord> out;
   for (std::size_t i = 0; i < list.size(); ++i)
-    out.push_back(grid_record_from_json(list[i], detail::cat(where, ": records[", i, "]")));
+    out.push_back(grid_record_from_json(list[i], detail::cat(where, ": records[", i, "]"), extra));
   return out;
 }
 

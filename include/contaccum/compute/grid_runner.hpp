@@ -30,10 +30,13 @@
 
 #include <contaccum/adapters/bias_only.hpp>
 #include <contaccum/adapters/block_freeze.hpp>
+#include <contaccum/adapters/concepts.hpp>
 #include <contaccum/adapters/full_fine_tune.hpp>
 #include <contaccum/adapters/lora.hpp>
+#include <contaccum/compute/adapter_cost.hpp>
 #include <contaccum/compute/flops.hpp>
 #include <contaccum/compute/grid.hpp>
+#include <contaccum/compute/method.hpp>
 #include <contaccum/data/batch.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/dual_encoder.hpp>
@@ -55,9 +58,12 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace contaccum {
@@ -81,21 +87,24 @@ struct GridMethod {
 };
 
 /// \brief Peak learning rate per method (adapters that train few parameters usually want
-///        a larger one).
+///        a larger one); a user method's by its name in `others`.
 struct MethodLearningRates {
   double full = 1e-4;
   double block_freeze = 1e-4;
   double lora = 1e-3;
   double bias_only = 1e-3;
+  std::map<std::string, double, std::less<>> others;  ///< by method name, for methods beyond the paper's four
 
-  [[nodiscard]] double of(Method m) const {
-    switch (m) {
-      case Method::full: return full;
-      case Method::block_freeze: return block_freeze;
-      case Method::lora: return lora;
-      case Method::bias_only: return bias_only;
-    }
-    return full;
+  /// \brief The rate of `m`; throws invalid_input for a user method missing from `others`.
+  [[nodiscard]] double of(const Method& m) const {
+    if (m == Method::full) return full;
+    if (m == Method::block_freeze) return block_freeze;
+    if (m == Method::lora) return lora;
+    if (m == Method::bias_only) return bias_only;
+    const auto it = others.find(m.name);
+    detail::require(it != others.end(), "MethodLearningRates: no learning rate for method ", m.name,
+                    " (set learning_rate.others[\"", m.name, "\"])");
+    return it->second;
   }
 };
 
@@ -122,6 +131,12 @@ struct GridRunnerConfig {
   std::vector<GridRecord> done;
 };
 
+/// \brief An adapter a grid cell can train: costed (compute/adapter_cost.hpp), able to
+///        prepare a GptNeox (to count its cost) and the grid's embedding model (to train).
+///        The paper's four are; a user adapter is passed to run_grid as an extra type.
+template <class A>
+concept GridAdapter = CostedAdapter<A> && AdapterFor<A, GptNeox> && AdapterFor<A, GridEmbeddingModel>;
+
 /// \brief Mean real tokens of a query plus its positive over `pairs` (what one training
 ///        pair costs in tokens, the paper's "78 tokens per pair").
 [[nodiscard]] inline double mean_tokens_per_pair(const PairBatch& pairs) {
@@ -142,14 +157,6 @@ namespace detail {
   for (auto& b : copy->named_buffers()) b.value().copy_(from_buffers[b.key()]);
   copy->to(source->parameters().front().device());
   return copy;
-}
-
-// Right-padded rows cut to their longest real row: (B, T) -> (B, T'), T' <= T.
-[[nodiscard]] inline TokenBatch trim_padding(const TokenBatch& b) {
-  if (!b.defined() || b.size() == 0) return b;
-  const auto used = b.attention_mask.ne(0).any(0).nonzero();  // (columns with a real token, 1)
-  const auto t = used.size(0) == 0 ? int64_t{1} : used.max().item<int64_t>() + 1;
-  return {b.input_ids.slice(1, 0, t), b.attention_mask.slice(1, 0, t)};
 }
 
 // Training batch `step` of a cell: consecutive slices of the pool from its start, cycling.
@@ -191,9 +198,10 @@ struct CellOutcome {
   bool diverged = false;
 };
 
-template <class S, class A>
+template <class S, GridAdapter A>
 CellOutcome train_cell(const A& adapter, const GptNeox& start, double budget, const PairBatch& pool,
-                       const PairBatch& held_out, double tokens_per_pair, const GridRunnerConfig& c, Method method) {
+                       const PairBatch& held_out, double tokens_per_pair, const GridRunnerConfig& c,
+                       const Method& method) {
   // The cost per token is counted once the adapter has marked what trains; a throwaway
   // prepare on a copy is cheaper than building a trainer for a cell that is skipped.
   CellOutcome out;
@@ -218,7 +226,7 @@ CellOutcome train_cell(const A& adapter, const GptNeox& start, double budget, co
                          .total_steps = out.steps,
                          .decay = Decay::cosine,
                          .max_grad_norm = c.max_grad_norm};
-  Trainer<GridEmbeddingModel, S, A, GridLoss> trainer(model, tc, S{}, loss, adapter);
+  Trainer<GridEmbeddingModel, S, A, GridLoss> trainer(model, tc, S{}, adapter, loss);
   try {
     for (int64_t s = 0; s < out.steps; ++s) trainer.step(pool_batch(pool, s, c.batch_size));
   } catch (const non_finite_loss&) {
@@ -229,23 +237,41 @@ CellOutcome train_cell(const A& adapter, const GptNeox& start, double budget, co
   return out;
 }
 
-template <class S>
+// The adapter a cell of `method` trains before its setting: the planner's prototype
+// (compute/method.hpp), LoRA's alpha set so that alpha / r = lora_alpha_over_rank.
+template <class A>
+[[nodiscard]] A grid_prototype(const GridRunnerConfig&) {
+  return method_prototype<A>();
+}
+template <>
+[[nodiscard]] inline LoRA grid_prototype<LoRA>(const GridRunnerConfig& c) {
+  auto lora = method_prototype<LoRA>();
+  lora.rank = 1;
+  lora.alpha = c.lora_alpha_over_rank;  // with_setting(., r): alpha = lora_alpha_over_rank x r
+  return lora;
+}
+
+// Whether one of Adapters is named `method`.
+template <GridAdapter... Adapters>
+[[nodiscard]] bool has_grid_adapter(const Method& method) {
+  return ((method.name == std::string_view(Adapters::name)) || ...);
+}
+
+// Trains the cell with the adapter among Adapters named by m.method.
+template <class S, GridAdapter... Adapters>
 CellOutcome run_cell(const GridMethod& m, const GptNeox& start, double budget, const PairBatch& pool,
                      const PairBatch& held_out, double tokens_per_pair, const GridRunnerConfig& c) {
-  switch (m.method) {
-    case Method::full: return train_cell<S>(FullFineTune{}, start, budget, pool, held_out, tokens_per_pair, c, m.method);
-    case Method::block_freeze:
-      return train_cell<S>(BlockFreeze{.trainable_blocks = *m.setting}, start, budget, pool, held_out, tokens_per_pair,
-                           c, m.method);
-    case Method::lora:
-      return train_cell<S>(LoRA{.rank = *m.setting,
-                                .alpha = c.lora_alpha_over_rank * static_cast<double>(*m.setting),
-                                .target_modules = "query_key_value|dense|dense_h_to_4h|dense_4h_to_h"},
-                           start, budget, pool, held_out, tokens_per_pair, c, m.method);
-    case Method::bias_only:
-      return train_cell<S>(BiasOnly{}, start, budget, pool, held_out, tokens_per_pair, c, m.method);
-  }
-  return {};
+  CellOutcome out;
+  bool found = false;
+  auto try_adapter = [&]<class A>(std::type_identity<A>) {
+    if (found || m.method.name != std::string_view(A::name)) return;
+    found = true;
+    out = train_cell<S>(with_method_setting(grid_prototype<A>(c), m.setting), start, budget, pool, held_out,
+                        tokens_per_pair, c, m.method);
+  };
+  (try_adapter(std::type_identity<Adapters>{}), ...);
+  require(found, "internal: run_grid has no adapter for method ", m.method.name);
+  return out;
 }
 
 // ", 2.3 passes" when a cell reads the pool more than once (repeated pairs: a larger pool
@@ -271,10 +297,21 @@ inline std::string fixed_width(std::string s, std::size_t width) {
 ///        used), at least one batch; `held_out`: pairs never trained on, at least 2.
 ///        S is the strategy: FullBatch<> (one InfoNCE over the whole batch, the paper's)
 ///        or GradAccum<> (micro-batches of micro_batch_size, each its own InfoNCE).
+///        `Extra...`: adapter types of methods beyond the paper's four (each a GridAdapter
+///        whose `name` is its Method's, method_of<A>()); their learning rates come from
+///        config.learning_rate.others.
 ///        Throws invalid_input, before training anything, for a bad setting, a
-///        block_freeze k larger than a model's blocks, a budget that is not positive and
-///        finite, or too little data.
-template <class S = FullBatch<>>
+///        block_freeze k larger than a model's blocks, a method with no adapter type among
+///        the four and Extra..., a method without a learning rate, a budget that is not
+///        positive and finite, or too little data.
+///
+/// \code
+/// const auto ln = contaccum::method_of<mine::LayerNormOnly>();
+/// config.learning_rate.others["layer_norm_only"] = 3e-3;
+/// auto records = contaccum::run_grid<contaccum::FullBatch<>, mine::LayerNormOnly>(
+///     models, {{contaccum::Method::full}, {ln}}, train_pool, held_out, config);
+/// \endcode
+template <class S = FullBatch<>, GridAdapter... Extra>
 [[nodiscard]] std::vector<GridRecord> run_grid(const std::vector<GridModel>& models, const std::vector<GridMethod>& methods,
                                                const PairBatch& train_pool, const PairBatch& held_out,
                                                const GridRunnerConfig& config) {
@@ -293,6 +330,10 @@ template <class S = FullBatch<>>
   for (const auto& m : models) detail::require(!m.model.is_empty(), "run_grid: model ", m.name, " is null");
   for (const auto& m : methods) {
     validate_setting(m.method, m.setting, "run_grid");
+    detail::require(detail::has_grid_adapter<FullFineTune, BlockFreeze, LoRA, BiasOnly, Extra...>(m.method),
+                    "run_grid: method ", method_name(m.method), " has no adapter type here: pass it as ",
+                    "run_grid<Strategy, YourAdapter>(...)");
+    (void)config.learning_rate.of(m.method);  // throws for a user method without one
     if (m.method == Method::block_freeze)
       for (const auto& model : models)
         detail::require(*m.setting <= model.model->num_layers(), "run_grid: block_freeze k = ", *m.setting,
@@ -333,7 +374,8 @@ template <class S = FullBatch<>>
           continue;
         }
         const auto t0 = std::chrono::steady_clock::now();
-        const auto out = detail::run_cell<S>(method, model.model, budget, train_pool, held_out, tokens_per_pair, config);
+        const auto out = detail::run_cell<S, FullFineTune, BlockFreeze, LoRA, BiasOnly, Extra...>(
+            method, model.model, budget, train_pool, held_out, tokens_per_pair, config);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (config.progress != nullptr) {
           char tail[160];

@@ -2,9 +2,9 @@
 /// \file
 /// \brief Predicted peak memory of one training step (one micro-batch of N_local pairs:
 ///        GradAccum with micro_batch_size = N_local, AdamW), on the CPU in float32 with
-///        LibTorch, from a model *shape* (BertConfig or GptNeoxConfig) and a method
-///        (FullFineTune, BlockFreeze, LoRA, BiasOnly); and the largest N_local that fits a
-///        memory budget.
+///        LibTorch, from a model *shape* (BertConfig or GptNeoxConfig) and an adapter
+///        (FullFineTune, BlockFreeze, LoRA, BiasOnly, or any CostedAdapter:
+///        compute/adapter_cost.hpp); and the largest N_local that fits a memory budget.
 ///
 /// The prediction is what MemoryMeter measures (StepStats::peak_memory_bytes), the bytes
 /// of tensors held at the step's high-water mark:
@@ -30,7 +30,7 @@
 /// other than float32, strategies other than GradAccum with one micro-batch (GradCache and
 /// ContAccum add their caches and banks).
 
-#include <contaccum/adapters/full_fine_tune.hpp>
+#include <contaccum/compute/adapter_cost.hpp>
 #include <contaccum/compute/detail/activation_walk.hpp>
 #include <contaccum/compute/detail/parameter_inventory.hpp>
 #include <contaccum/detail/error.hpp>
@@ -109,8 +109,9 @@ namespace detail {
 // the head (GptNeox's final LayerNorm, the pooling). `first_trainable_block` >= 0: the
 // embeddings and blocks below it run without a graph (BlockFreeze).
 template <class Config>
-std::vector<memory_segment> tower_segments(const Config& c, const encoder_inventory& inv, int64_t rows, int64_t length,
-                                           const StepMemoryShape& shape, int64_t first_trainable_block) {
+std::vector<memory_segment> tower_segments(const Config& c, const ParameterInventory& inv, int64_t rows,
+                                           int64_t length, const StepMemoryShape& shape,
+                                           int64_t first_trainable_block) {
   constexpr bool neox = std::same_as<Config, GptNeoxConfig>;
   const bool frozen_prefix = first_trainable_block >= 0;
   const int64_t x = rows * length * inv.hidden * float_bytes, stats = 2 * rows * length * float_bytes;
@@ -163,7 +164,7 @@ std::vector<memory_segment> tower_segments(const Config& c, const encoder_invent
     emb.dead("sum");
   }
   auto seg = emb.segment();
-  set_gradients(seg, [](const param_entry& p) { return p.block < 0 && !p.path.starts_with("gpt_neox.final"); });
+  set_gradients(seg, [](const ParameterEntry& p) { return p.block < 0 && !p.path.starts_with("gpt_neox.final"); });
   out.push_back(seg);
   rg = rg && !frozen_prefix;
 
@@ -182,7 +183,7 @@ std::vector<memory_segment> tower_segments(const Config& c, const encoder_invent
     bool out_rg = false;
     if constexpr (neox) seg = walk_gpt_neox_block(b, c, recording, rg, out_rg);
     else seg = walk_bert_block(b, recording, rg, out_rg);
-    set_gradients(seg, [l](const param_entry& p) { return p.block == l; });
+    set_gradients(seg, [l](const ParameterEntry& p) { return p.block == l; });
     out.push_back(seg);
     rg = out_rg;
   }
@@ -211,7 +212,7 @@ std::vector<memory_segment> tower_segments(const Config& c, const encoder_invent
   head.dead(hidden);
   seg = head.segment();
   seg.held_to_end = shape.pooling == PoolingRetention::whole_step ? x : rows * inv.hidden * float_bytes;
-  set_gradients(seg, [](const param_entry& p) { return p.path.starts_with("gpt_neox.final_layer_norm"); });
+  set_gradients(seg, [](const ParameterEntry& p) { return p.path.starts_with("gpt_neox.final_layer_norm"); });
   out.push_back(seg);
   return out;
 }
@@ -258,12 +259,11 @@ inline timeline_result replay_step(const std::vector<memory_segment>& segments, 
   return r;
 }
 
-template <class Config, Adapter A>
+template <class Config, CostedAdapter A>
 MemoryEstimate predict_step_memory_impl(const Config& c, const A& adapter, const StepMemoryShape& shape) {
   shape.validate();
   const auto inv = adapted_inventory(c, adapter);
-  int64_t first_trainable = -1;
-  if constexpr (std::same_as<A, BlockFreeze>) first_trainable = inv.layers - adapter.trainable_blocks;
+  const int64_t first_trainable = inv.first_trainable_layer.value_or(-1);  // BlockFreeze: L - k
   const int64_t towers = shape.shared_tower ? 1 : 2;
   const int64_t n = shape.micro_batch_size, passages = n * (1 + shape.hard_negatives);
 
@@ -314,7 +314,7 @@ MemoryEstimate predict_step_memory_impl(const Config& c, const A& adapter, const
 /// auto e = contaccum::predict_step_memory(pythia_70m, contaccum::LoRA{.rank = 8}, shape);
 /// std::cout << e.peak / (1 << 20) << " MiB, peak in " << e.peak_phase << "\n";
 /// \endcode
-template <class Config, Adapter A>
+template <class Config, CostedAdapter A>
   requires std::same_as<Config, BertConfig> || std::same_as<Config, GptNeoxConfig>
 [[nodiscard]] MemoryEstimate predict_step_memory(const Config& model, const A& adapter, const StepMemoryShape& shape) {
   return detail::predict_step_memory_impl(model, adapter, shape);
@@ -328,7 +328,7 @@ template <class Config, Adapter A>
 /// \code
 /// auto n_local = contaccum::largest_micro_batch(int64_t{8} << 30, pythia_160m, contaccum::FullFineTune{}, shape);
 /// \endcode
-template <class Config, Adapter A>
+template <class Config, CostedAdapter A>
   requires std::same_as<Config, BertConfig> || std::same_as<Config, GptNeoxConfig>
 [[nodiscard]] int64_t largest_micro_batch(int64_t budget_bytes, const Config& model, const A& adapter,
                                           StepMemoryShape shape, int64_t max_micro_batch = int64_t{1} << 20) {

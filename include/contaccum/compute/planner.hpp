@@ -22,12 +22,14 @@
 
 #include <contaccum/compute/flops.hpp>
 #include <contaccum/compute/grid.hpp>
+#include <contaccum/compute/method.hpp>
 #include <contaccum/compute/planner_models.hpp>
 #include <contaccum/detail/error.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -65,7 +67,7 @@ struct MethodFit {
   LogLinear model_size;  ///< log10 N_opt = c + d log10 C
   /// The setting to recommend: the one most frequent on the frontier; a tie goes to the
   /// setting of the largest budget among the tied (plans are usually extrapolations to
-  /// larger budgets). Empty for full and bias_only.
+  /// larger budgets). Empty for a method without a setting (full, bias_only).
   std::optional<int64_t> setting;
   std::vector<FrontierPoint> frontier;  ///< ascending budget, one point per distinct budget
 
@@ -78,7 +80,9 @@ struct MethodFit {
   bool operator==(const MethodFit&) const = default;
 };
 
-/// \brief Every fitted method, in the paper's order (full, block_freeze, lora, bias_only).
+/// \brief Every fitted method: the paper's four in its order (full, block_freeze, lora,
+///        bias_only), then any other method (a user adapter's) in the order the records
+///        first name it.
 struct PlannerFits {
   std::vector<MethodFit> methods;
 
@@ -177,13 +181,17 @@ namespace detail {
   return fit;
 }
 
-/// \brief Fits every method that has runs in `records` (paper order). Throws invalid_input
-///        for no records, or naming the first method with fewer than 2 distinct budgets.
+/// \brief Fits every method that has runs in `records` (the paper's four in its order, then
+///        the others in order of appearance). Throws invalid_input for no records, or naming
+///        the first method with fewer than 2 distinct budgets.
 [[nodiscard]] inline PlannerFits fit_planner(const std::vector<GridRecord>& records) {
   detail::require(!records.empty(), "fit_planner: no grid records to fit");
+  std::vector<Method> order(std::begin(all_methods), std::end(all_methods));
+  for (const auto& r : records)
+    if (std::find(order.begin(), order.end(), r.method) == order.end()) order.push_back(r.method);
   PlannerFits fits;
-  for (const auto m : all_methods)
-    if (std::any_of(records.begin(), records.end(), [m](const GridRecord& r) { return r.method == m; }))
+  for (const auto& m : order)
+    if (std::any_of(records.begin(), records.end(), [&m](const GridRecord& r) { return r.method == m; }))
       fits.methods.push_back(fit_method(records, m));
   return fits;
 }
@@ -247,7 +255,7 @@ struct Recommendation {
   if (options.methods.empty()) {
     for (const auto& f : fits.methods) candidates.push_back(&f);
   } else {
-    for (const auto m : options.methods) {
+    for (const auto& m : options.methods) {
       const auto* f = fits.find(m);
       detail::require(f != nullptr, "recommend: method ", method_name(m), " is allowed but was not fitted");
       candidates.push_back(f);

@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace contaccum {
 
@@ -59,8 +60,10 @@ inline constexpr int planner_fits_version = 1;
   return {{"format", planner_fits_format}, {"version", planner_fits_version}, {"fits", std::move(list)}};
 }
 
-/// \brief Fits from parsed JSON; `where` (the file name) prefixes every error.
-[[nodiscard]] inline PlannerFits planner_fits_from_json(const nlohmann::json& j, const std::string& where) {
+/// \brief Fits from parsed JSON; `where` (the file name) prefixes every error. `extra`:
+///        methods besides the paper's four that the fits may name (method_of<A>()).
+[[nodiscard]] inline PlannerFits planner_fits_from_json(const nlohmann::json& j, const std::string& where,
+                                                        const std::vector<Method>& extra = {}) {
   using namespace detail::planner_json;
   require_format(j, planner_fits_format, planner_fits_version, where);
   auto line = [](const nlohmann::json& obj, std::string_view key, const std::string& at) {
@@ -74,7 +77,7 @@ inline constexpr int planner_fits_version = 1;
     const auto at = detail::cat(where, ": fits[", i, "]");
     require_object(list[i], at);
     MethodFit f;
-    f.method = parse_method(get_string(list[i], "method", at), field_path(at, "method"));
+    f.method = parse_method(get_string(list[i], "method", at), field_path(at, "method"), extra);
     detail::require(fits.find(f.method) == nullptr, at, ": method ", method_name(f.method), " is fitted twice");
     f.setting = get_optional_int(list[i], "setting", at);
     validate_setting(f.method, f.setting, field_path(at, "setting"));
@@ -104,8 +107,10 @@ inline void save_planner_fits(const PlannerFits& fits, const std::filesystem::pa
 }
 
 /// \brief Reads a file written by save_planner_fits; errors name the file and the field.
-[[nodiscard]] inline PlannerFits load_planner_fits(const std::filesystem::path& file) {
-  return planner_fits_from_json(detail::planner_json::read_file(file), file.string());
+///        `extra`: methods besides the paper's four that the file may name.
+[[nodiscard]] inline PlannerFits load_planner_fits(const std::filesystem::path& file,
+                                                   const std::vector<Method>& extra = {}) {
+  return planner_fits_from_json(detail::planner_json::read_file(file), file.string(), extra);
 }
 
 }  // namespace contaccum

@@ -12,15 +12,11 @@
 ///                  N_t = L r (8d + 2I) (A is r x in, B is out x r);
 ///  * bias_only:    every bias, N_t = L (I + 3d (+ 4d attention biases)) + d.
 /// These equal count_trainable_non_embedding on a GptNeox prepared by the adapter
-/// (tests/unit/test_planner.cpp checks it).
+/// (tests/unit/test_planner.cpp checks it). A user method (method_of<A>()) is counted by
+/// its adapter's customisation (compute/adapter_cost.hpp) in the same way.
 
-#include <contaccum/adapters/bias_only.hpp>
-#include <contaccum/adapters/block_freeze.hpp>
-#include <contaccum/adapters/full_fine_tune.hpp>
-#include <contaccum/adapters/lora.hpp>
 #include <contaccum/compute/flops.hpp>
-#include <contaccum/compute/flops_detailed.hpp>
-#include <contaccum/compute/grid.hpp>
+#include <contaccum/compute/method.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/gpt_neox.hpp>
 
@@ -61,46 +57,44 @@ struct PlannerModel {
           m("pythia-1.4b", 24, 2048, 16), m("pythia-2.8b", 32, 2560, 32)};
 }
 
-/// \brief Calls `f` with the adapter policy a (method, setting) names: FullFineTune,
-///        BlockFreeze{k}, LoRA{r, alpha = r} on the paper's four linears, BiasOnly.
-template <class F>
-decltype(auto) with_method_adapter(Method method, std::optional<int64_t> setting, F&& f) {
-  switch (method) {
-    case Method::block_freeze: return f(BlockFreeze{.trainable_blocks = *setting});
-    case Method::lora:
-      return f(LoRA{.rank = *setting, .alpha = static_cast<double>(*setting),
-                    .target_modules = "query_key_value|dense|dense_h_to_4h|dense_4h_to_h"});
-    case Method::bias_only: return f(BiasOnly{});
-    case Method::full: break;
-  }
-  return f(FullFineTune{});
+namespace detail {
+// `m`, or the built-in Method of that name when `m` was spelt by hand without a cost model.
+[[nodiscard]] inline const Method& costed_method(const Method& m) {
+  if (m.cost_per_token != nullptr && m.trainable_count != nullptr) return m;
+  for (const auto& built_in : all_methods)
+    if (built_in == m) return built_in;
+  return m;
 }
+}  // namespace detail
 
 /// \brief N_t: the non-embedding parameters `method` trains on a GPT-NeoX shape (see the
-///        file comment). Throws invalid_input for a setting the shape cannot take
-///        (k > L blocks) or a missing/extra setting.
-[[nodiscard]] inline int64_t method_trainable_non_embedding(const GptNeoxConfig& c, Method method,
-                                                                std::optional<int64_t> setting) {
+///        file comment), counted by the method's adapter (a user method's too). Throws
+///        invalid_input for a setting the shape cannot take (k > L blocks), a missing/extra
+///        setting, or a Method not made by method_of (it carries no cost).
+[[nodiscard]] inline int64_t method_trainable_non_embedding(const GptNeoxConfig& c, const Method& method,
+                                                            std::optional<int64_t> setting) {
   validate_setting(method, setting, "method_trainable_non_embedding");
-  return with_method_adapter(method, setting, [&](const auto& adapter) {
-    return trainable_non_embedding_parameters(c, adapter);
-  });
+  const auto& m = detail::costed_method(method);
+  detail::require(m.trainable_count != nullptr, "method_trainable_non_embedding: method ", method_name(method),
+                  " carries no cost model (make it with contaccum::method_of<Adapter>())");
+  return m.trainable_count(c, setting);
 }
 
 /// \brief Training FLOPs per token of `method` (with its setting) on a GPT-NeoX shape,
-///        by contaccum::flops_per_token: full 6N, block freezing 2N + 4N_t, LoRA and
-///        bias-only 4N + 2N_t.
+///        by contaccum::flops_per_token and the adapter's FlopFormula: full 6N, block
+///        freezing 2N + 4N_t, LoRA and bias-only 4N + 2N_t.
 ///
 /// \code
 /// // Pythia-70m, LoRA r = 8: 4 x 18915328 + 2 x 393216
 /// double f = contaccum::method_flops_per_token(pythia_70m, contaccum::Method::lora, 8);
 /// \endcode
-[[nodiscard]] inline double method_flops_per_token(const GptNeoxConfig& c, Method method,
+[[nodiscard]] inline double method_flops_per_token(const GptNeoxConfig& c, const Method& method,
                                                    std::optional<int64_t> setting) {
   validate_setting(method, setting, "method_flops_per_token");
-  return with_method_adapter(method, setting, [&](const auto& adapter) {
-    return training_flops_per_token(c, adapter, 0);  // sequence length 0: the paper's formula exactly
-  });
+  const auto& m = detail::costed_method(method);
+  detail::require(m.cost_per_token != nullptr, "method_flops_per_token: method ", method_name(method),
+                  " carries no cost model (make it with contaccum::method_of<Adapter>())");
+  return m.cost_per_token(c, setting);  // training_flops_per_token at sequence length 0: the paper's formula
 }
 
 }  // namespace contaccum

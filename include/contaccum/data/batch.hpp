@@ -58,6 +58,17 @@ struct TokenBatch {
           torch::cat({pad(a.attention_mask), pad(b.attention_mask)})};
 }
 
+/// \brief Right-padded rows cut to their longest real row: (B, T) -> (B, T'), 1 <= T' <= T.
+///        Removes the padding columns no row uses (a micro-batch of short rows inside a
+///        step of long ones); the rows' real tokens and positions are unchanged.
+[[nodiscard]] inline TokenBatch trim_padding(const TokenBatch& b) {
+  if (!b.defined() || b.size() == 0) return b;
+  const auto used = b.attention_mask.ne(0).any(0).nonzero();  // (columns with a real token, 1)
+  const auto t = used.size(0) == 0 ? int64_t{1} : used.max().item<int64_t>() + 1;
+  if (t == b.input_ids.size(1)) return b;
+  return {b.input_ids.slice(1, 0, t), b.attention_mask.slice(1, 0, t)};
+}
+
 /// \brief An optimizer step's (or micro-batch's) training pairs.
 ///
 /// Row i of `positives` is the relevant passage of query i. `hard_negatives` holds m rows

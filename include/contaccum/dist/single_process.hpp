@@ -1,29 +1,16 @@
 #pragma once
 /// \file
-/// \brief The Collective seam and its single-process policy.
-///
-/// Strategies hand every loss evaluation's embeddings to `collective.exchange(...)`
-/// before computing the loss, and call `collective.reduce_gradients(...)` once per
-/// optimizer step. A c10d policy (cross-rank all-gather with gradient, all-reduce of
-/// gradients) plugs in here without touching the strategies.
+/// \brief SingleProcess: the Collective of a one-process run (the Trainer's default).
+/// When to use: always, until a run spans several processes.
 
-#include <contaccum/loss/info_nce.hpp>
+#include <contaccum/dist/concepts.hpp>
+#include <contaccum/loss/loss_inputs.hpp>
 
 #include <torch/torch.h>
 
-#include <concepts>
 #include <vector>
 
 namespace contaccum {
-
-template <class C>
-concept Collective = std::default_initializable<C> && requires(const C& c, const LossInputs& in,
-                                                               std::vector<torch::Tensor>& params) {
-  { c.exchange(in) } -> std::convertible_to<LossInputs>;
-  c.reduce_gradients(params);
-  { c.world_size() } -> std::convertible_to<int64_t>;
-  { c.rank() } -> std::convertible_to<int64_t>;
-};
 
 /// \brief One process: nothing to exchange, nothing to reduce.
 struct SingleProcess {

@@ -47,8 +47,8 @@ struct BertEmbeddingsImpl : torch::nn::Module {
   // ids, types: (B, T) -> (B, T, H)
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& types) {
     const auto t = ids.size(1);
-    TORCH_CHECK(t <= position_embeddings->weight.size(0), "contaccum: sequence length ", t,
-                " exceeds max_position_embeddings ", position_embeddings->weight.size(0));
+    detail::require(t <= position_embeddings->weight.size(0), "sequence length ", t,
+                    " exceeds max_position_embeddings ", position_embeddings->weight.size(0));
     auto pos = torch::arange(t, ids.options());  // (T)
     auto x = word_embeddings(ids) + position_embeddings(pos).unsqueeze(0) + token_type_embeddings(types);
     return dropout(LayerNorm(x));
@@ -62,14 +62,18 @@ TORCH_MODULE(BertEmbeddings);
 
 struct BertSelfAttentionImpl : torch::nn::Module {
   explicit BertSelfAttentionImpl(const BertConfig& c)
-      : heads(c.num_attention_heads),
-        head_size(c.hidden_size / c.num_attention_heads),
+      : heads(checked_heads(c)),
+        head_size(c.hidden_size / heads),
         p_drop(c.attention_probs_dropout_prob),
         query(register_module("query", AdaptableLinear(c.hidden_size, c.hidden_size))),
         key(register_module("key", AdaptableLinear(c.hidden_size, c.hidden_size))),
-        value(register_module("value", AdaptableLinear(c.hidden_size, c.hidden_size))) {
-    TORCH_CHECK(c.hidden_size % c.num_attention_heads == 0, "contaccum: BertConfig.hidden_size ", c.hidden_size,
-                " is not a multiple of num_attention_heads ", c.num_attention_heads);
+        value(register_module("value", AdaptableLinear(c.hidden_size, c.hidden_size))) {}
+
+  // Checked before head_size divides by it.
+  static int64_t checked_heads(const BertConfig& c) {
+    detail::require(c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0, "BertConfig.hidden_size ",
+                    c.hidden_size, " is not a multiple of num_attention_heads ", c.num_attention_heads);
+    return c.num_attention_heads;
   }
 
   // x: (B, T, H); keep: (B, 1, 1, T) bool, true = real key -> (B, T, H)

@@ -12,6 +12,8 @@
 /// the ContAccum reference computes densely, to floating-point rounding.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/loss/concepts.hpp>
+#include <contaccum/loss/loss_inputs.hpp>
 #include <contaccum/loss/score_record.hpp>
 #include <contaccum/loss/similarity.hpp>
 
@@ -22,28 +24,6 @@
 #include <limits>
 
 namespace contaccum {
-
-/// \brief Embeddings for one loss evaluation. `*_bank` tensors are detached.
-///
-/// Row order: [rows_cur; rows_bank]. Column order: [pos_cur; pos_bank; neg_cur; neg_bank].
-/// Row i's positive is column i, so pos_bank must hold at least rows_bank's count.
-struct LossInputs {
-  torch::Tensor queries;              // (n, H)   current queries
-  torch::Tensor positives;            // (n, H)   their positives
-  torch::Tensor hard_negatives;       // (n*m, H) current hard negatives (may be empty)
-  torch::Tensor bank_queries;         // (b, H)   banked queries (may be empty)
-  torch::Tensor bank_positives;       // (b', H)  banked positives, b' >= b, first b match bank_queries
-  torch::Tensor bank_hard_negatives;  // (c, H)   banked hard negatives (may be empty)
-  // Optional, from the bank's score cache: per banked query, log-sum-exp of its scores
-  // over all banked passages (b); per banked positive, over all banked queries (b).
-  // When absent they are computed here by streaming.
-  torch::Tensor bank_query_lse;
-  torch::Tensor bank_positive_lse;
-  // Optional: the score of banked pair i, s(bank_queries[i], bank_positives[i]), (b).
-  torch::Tensor bank_pair_scores;
-  // Optional output: where to leave the detached score blocks for the bank's cache.
-  ScoreRecord* record = nullptr;
-};
 
 namespace detail {
 
@@ -111,13 +91,6 @@ inline std::pair<torch::Tensor, int64_t> directional_sum(const torch::Tensor& ro
 }
 
 }  // namespace detail
-
-/// \brief A contrastive loss over current and banked embeddings.
-template <class L>
-concept ContrastiveLoss = std::copy_constructible<L> && requires(const L& l, const LossInputs& in) {
-  { l(in) } -> std::convertible_to<torch::Tensor>;  // scalar
-  { l.symmetric } -> std::convertible_to<bool>;
-};
 
 /// \brief InfoNCE (a.k.a. NT-Xent / multiple-negatives ranking loss).
 ///

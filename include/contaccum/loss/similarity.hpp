@@ -8,17 +8,11 @@
 ///  - Cosine:     L2-normalised, divided by a temperature (sentence-transformers uses
 ///                scale 20; the compute-optimal recipe uses 40, i.e. temperature 0.025).
 
+#include <contaccum/loss/concepts.hpp>
+
 #include <torch/torch.h>
 
-#include <concepts>
-
 namespace contaccum {
-
-template <class S>
-concept Similarity = std::default_initializable<S> && requires(const S& s, const torch::Tensor& x) {
-  { s.embed(x) } -> std::convertible_to<torch::Tensor>;  // (N, H) -> (N, H)
-  { s.scale() } -> std::convertible_to<double>;
-};
 
 struct DotProduct {
   torch::Tensor embed(const torch::Tensor& x) const { return x; }

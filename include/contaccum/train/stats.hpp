@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <ostream>
+#include <string>
 
 namespace contaccum {
 
@@ -20,12 +21,18 @@ struct StepStats {
   double learning_rate = 0;        ///< learning rate used for this update
   double seconds = 0;              ///< wall time of the step
   int64_t peak_memory_bytes = 0;   ///< peak tensor memory during the step (device of the model)
+  int64_t score_cache_hits = 0;       ///< loss evaluations whose banked rows the bank's score cache served
+  int64_t score_cache_fallbacks = 0;  ///< loss evaluations that streamed the bank scores instead
+  std::string score_cache_note;       ///< why the score cache could not serve (empty without fallbacks)
 };
 
 inline std::ostream& operator<<(std::ostream& os, const StepStats& s) {
-  return os << "step " << s.step << " loss " << s.loss << " negatives/query " << s.negatives_per_query
+  os << "step " << s.step << " loss " << s.loss << " negatives/query " << s.negatives_per_query
             << " grad_norm " << s.grad_norm << " GradNormRatio " << s.grad_norm_ratio << " lr " << s.learning_rate
             << " time " << s.seconds << "s peak " << (s.peak_memory_bytes >> 20) << " MiB";
+  if (s.score_cache_fallbacks > 0)
+    os << " [score cache fell back " << s.score_cache_fallbacks << "x: " << s.score_cache_note << "]";
+  return os;
 }
 
 }  // namespace contaccum

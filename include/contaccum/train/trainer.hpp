@@ -10,18 +10,27 @@
 /// contaccum::StepStats s = trainer.step(batch);  // one optimizer update over batch.size() pairs
 /// \endcode
 ///
-/// One step: accumulate gradients with the strategy (K micro-batches of N_local), check
-/// the loss and gradients are finite (else: no update, the strategy rolls back, an error
-/// names the step), measure each tower's gradient norm, clip, schedule the learning rate,
-/// update, and report StepStats.
+/// One step: accumulate gradients with the strategy (K micro-batches of N_local), every
+/// backward through the Trainer's seam; reduce the gradients with the collective (once);
+/// check the loss and gradients are finite (else: no update, the strategy rolls back, an
+/// error names the step); measure each tower's gradient norm, clip, schedule the learning
+/// rate, update, and report StepStats.
+///
+/// The policies, in template and constructor order: Model (a BiEncoder), Strategy, Adapter
+/// (AdapterFor<A, Model>), Loss (a ContrastiveLoss), Collective (SingleProcess).
 
+#include <contaccum/adapters/concepts.hpp>
 #include <contaccum/adapters/full_fine_tune.hpp>
 #include <contaccum/compute/memory.hpp>
 #include <contaccum/detail/banner.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/concepts.hpp>
+#include <contaccum/dist/concepts.hpp>
+#include <contaccum/dist/single_process.hpp>
+#include <contaccum/loss/concepts.hpp>
 #include <contaccum/loss/info_nce.hpp>
 #include <contaccum/strategy/concepts.hpp>
+#include <contaccum/strategy/seam.hpp>
 #include <contaccum/train/optim.hpp>
 #include <contaccum/train/stats.hpp>
 
@@ -48,16 +57,37 @@ struct TrainerConfig {
   double max_grad_norm = 2.0;  ///< clip the global gradient norm to this; 0 = no clipping
 };
 
-template <class Model, class S, class A = FullFineTune, class Loss = InfoNCE<DotProduct>>
+namespace detail {
+/// The Trainer's backward seam: the collective's exchange, plain backward.
+template <class C>
+class collective_seam final : public BackwardSeam {
+public:
+  explicit collective_seam(const C& c) : collective_(&c) {}
+  void rebind(const C& c) { collective_ = &c; }
+  [[nodiscard]] LossInputs exchange(const LossInputs& in) override { return collective_->exchange(in); }
+
+private:
+  const C* collective_;
+};
+}  // namespace detail
+
+template <class Model, class S, class A = FullFineTune, class Loss = InfoNCE<DotProduct>, class C = SingleProcess>
 class Trainer {
   static_assert(BiEncoder<Model>, CONTACCUM_BANNER
                 "Trainer's first parameter must satisfy BiEncoder (encode_queries, encode_passages, "
                 "query_parameters, passage_parameters), e.g. DualEncoder<Bert, ClsPooling>");
   static_assert(Strategy<S>, CONTACCUM_BANNER
-                "Trainer's second parameter must satisfy Strategy: FullBatch, GradAccum, GradCache or ContAccum<Bank>");
+                "Trainer's second parameter must satisfy Strategy: FullBatch, GradAccum, GradCache, ContAccum<Bank>, "
+                "ContAccumOverGradCache<Bank> or another Accumulate<Schedule, Pool>");
   static_assert(Adapter<A>, CONTACCUM_BANNER "Trainer's third parameter must satisfy Adapter, e.g. FullFineTune");
+  static_assert(AdapterFor<A, Model>, CONTACCUM_BANNER
+                "Trainer's third parameter must satisfy AdapterFor<A, Model>: the adapter cannot prepare this model "
+                "(e.g. BlockFreeze needs encoders with Transformer blocks)");
   static_assert(ContrastiveLoss<Loss>, CONTACCUM_BANNER
                 "Trainer's fourth parameter must satisfy ContrastiveLoss, e.g. InfoNCE<Cosine>");
+  static_assert(Collective<C>, CONTACCUM_BANNER
+                "Trainer's fifth parameter must satisfy Collective (exchange, reduce_gradients, world_size, rank), "
+                "e.g. SingleProcess");
   static_assert(StrategyFor<S, Model, Loss>, CONTACCUM_BANNER
                 "the strategy cannot train this model with this loss (StrategyFor not satisfied)");
 
@@ -65,10 +95,13 @@ public:
   using model_type = Model;
   using strategy_type = S;
   using loss_type = Loss;
+  using adapter_type = A;
+  using collective_type = C;
 
-  explicit Trainer(Model model, TrainerConfig config = {}, S strategy = S{}, Loss loss = Loss{}, A adapter = A{})
-      : model_(std::move(model)), config_(config), strategy_(std::move(strategy)), loss_(std::move(loss)),
-        adapter_(std::move(adapter)) {
+  explicit Trainer(Model model, TrainerConfig config = {}, S strategy = S{}, A adapter = A{}, Loss loss = Loss{},
+                   C collective = C{})
+      : model_(std::move(model)), config_(config), strategy_(std::move(strategy)), adapter_(std::move(adapter)),
+        loss_(std::move(loss)), collective_(std::move(collective)) {
     detail::require(config_.micro_batch_size > 0, "TrainerConfig.micro_batch_size must be positive, got ",
                     config_.micro_batch_size);
     detail::require(config_.learning_rate > 0, "TrainerConfig.learning_rate must be positive, got ",
@@ -111,7 +144,9 @@ public:
     Accumulation acc;
     StepStats stats{.step = step_, .pairs = batch.size()};
     try {
-      acc = strategy_.accumulate(model_, loss_, on_device, StepContext{step_, config_.micro_batch_size});
+      seam_.rebind(collective_);
+      acc = strategy_.accumulate(model_, loss_, on_device, StepContext{step_, config_.micro_batch_size, &seam_});
+      collective_.reduce_gradients(trainable_);  // once per step, before the norms and the clip
       stats.grad_norm_query = grad_norm(query_params_);
       stats.grad_norm_passage = grad_norm(passage_params_);
       stats.grad_norm = grad_norm(trainable_);
@@ -137,6 +172,9 @@ public:
     stats.loss = acc.loss;
     stats.negatives_per_query = acc.negatives_per_query;
     stats.micro_batches = acc.micro_batches;
+    stats.score_cache_hits = acc.score_cache_hits;
+    stats.score_cache_fallbacks = acc.score_cache_fallbacks;
+    stats.score_cache_note = std::move(acc.score_cache_note);
     stats.grad_norm_ratio = stats.grad_norm_query > 0 ? stats.grad_norm_passage / stats.grad_norm_query : 0.0;
     ++step_;
     return stats;
@@ -145,6 +183,10 @@ public:
   Model& model() { return model_; }
   S& strategy() { return strategy_; }
   const Loss& loss() const { return loss_; }
+  const A& adapter() const { return adapter_; }
+  C& collective() { return collective_; }
+  /// \brief Backward calls that went through the Trainer's seam so far.
+  [[nodiscard]] int64_t backward_calls() const { return seam_.calls(); }
   const TrainerConfig& config() const { return config_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   [[nodiscard]] int64_t steps_done() const { return step_; }
@@ -154,8 +196,10 @@ private:
   Model model_;
   TrainerConfig config_;
   S strategy_;
-  Loss loss_;
   A adapter_;
+  Loss loss_;
+  C collective_;
+  detail::collective_seam<C> seam_{collective_};
   std::vector<torch::Tensor> trainable_, query_params_, passage_params_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   torch::Device device_{torch::kCPU};

@@ -1,8 +1,9 @@
 #pragma once
 /// \file
-/// \brief Private helpers of the adapters: the module behind a model holder, and the
-///        module-path matching that selects layers by name (PEFT's target_modules).
+/// \brief Private helpers of the adapters: the module-path matching that selects layers
+///        by name (PEFT's target_modules).
 
+#include <contaccum/adapters/concepts.hpp>
 #include <contaccum/detail/error.hpp>
 
 #include <torch/torch.h>
@@ -14,13 +15,8 @@
 
 namespace contaccum::detail {
 
-/// \brief The torch::nn::Module of a model given as a holder (Bert, DualEncoder<...>) or
-///        as the module itself.
-template <class M>
-[[nodiscard]] torch::nn::Module& module_of(M& model) {
-  if constexpr (std::derived_from<M, torch::nn::Module>) return model;
-  else return *model;
-}
+// The torch::nn::Module of a model (holder or module): the public contaccum::module_of.
+using contaccum::module_of;
 
 /// \brief A target pattern compiled once; `what` names the setting in errors.
 [[nodiscard]] inline std::regex compile_module_pattern(const std::string& pattern, std::string_view what) {

@@ -99,7 +99,7 @@ private:
 
 /// \brief How one block runs: its parameters' trainability and its regularisation.
 struct block_context {
-  const encoder_inventory* inv = nullptr;
+  const ParameterInventory* inv = nullptr;
   std::string prefix;            ///< "encoder.layer.3." / "gpt_neox.layers.3."
   double attention_dropout = 0;  ///< > 0: the written-out attention (dropout on the probabilities)
   double hidden_dropout = 0;     ///< dropout on the sub-layer outputs

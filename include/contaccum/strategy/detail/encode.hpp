@@ -1,6 +1,7 @@
 #pragma once
 /// \file
-/// \brief Shared pieces of the strategies: encoding a micro-batch, finiteness checks.
+/// \brief Shared pieces of the schedules and the driver: encoding a micro-batch's
+///        passages, finiteness and width checks.
 
 #include <contaccum/data/batch.hpp>
 #include <contaccum/detail/error.hpp>

@@ -1,0 +1,156 @@
+#pragma once
+/// \file
+/// \brief Accumulate<Schedule, Pool>: the one driver every strategy is.
+///
+/// Per optimizer step:
+///   1. cut the step into forward chunks (MicroBatching: N_local rows, or a token budget);
+///   2. group them into loss units: the whole step when the schedule needs it
+///      (CachedReplay) or the pool spans the step (Step); else one unit per chunk;
+///   3. per unit: the schedule encodes it; the collective exchanges the current rows
+///      (through the seam); the pool adds its negatives; the loss is checked finite, then
+///      its gradient (weight 1/units) reaches the encoders through the schedule and the
+///      seam; the pool sees the unit (a bank enqueues it).
+///
+/// \code
+/// // ContAccum over GradCache: a bank on top of the exact N_total-row loss.
+/// contaccum::ContAccumOverGradCache<contaccum::DualBank> s({.capacity = 512});
+/// // any other meaningful pair, e.g. GradCache with forwards cut by a token budget:
+/// contaccum::Accumulate<contaccum::CachedReplay, contaccum::Step> g({.max_tokens = 4096});
+/// \endcode
+
+#include <contaccum/data/batch.hpp>
+#include <contaccum/detail/banner.hpp>
+#include <contaccum/encoders/concepts.hpp>
+#include <contaccum/loss/concepts.hpp>
+#include <contaccum/loss/loss_inputs.hpp>
+#include <contaccum/strategy/concepts.hpp>
+#include <contaccum/strategy/detail/encode.hpp>
+#include <contaccum/strategy/pool.hpp>
+#include <contaccum/strategy/schedule.hpp>
+#include <contaccum/strategy/seam.hpp>
+#include <contaccum/strategy/split.hpp>
+
+#include <torch/torch.h>
+
+#include <span>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace contaccum {
+
+namespace detail {
+template <class S, class P>
+constexpr std::string_view plan_name() {
+  constexpr bool cached = std::is_same_v<S, CachedReplay>, direct = std::is_same_v<S, Direct>;
+  if constexpr (direct && std::is_same_v<P, Step>) return "FullBatch";
+  else if constexpr (direct && std::is_same_v<P, MicroBatch>) return "GradAccum";
+  else if constexpr (cached && std::is_same_v<P, Step>) return "GradCache";
+  else if constexpr (direct && P::scope == PoolScope::schedule && P::name == std::string_view("Bank")) return "ContAccum";
+  else if constexpr (cached && P::scope == PoolScope::schedule && P::name == std::string_view("Bank"))
+    return "ContAccumOverGradCache";
+  else return P::name;
+}
+}  // namespace detail
+
+template <class Schedule, class Pool>
+class Accumulate {
+  static_assert(EncodeSchedule<Schedule>, CONTACCUM_BANNER
+                "Accumulate's first parameter must satisfy EncodeSchedule (name, whole_step, encode, backward), "
+                "e.g. Direct or CachedReplay");
+  static_assert(NegativePool<Pool>, CONTACCUM_BANNER
+                "Accumulate's second parameter must satisfy NegativePool (name, scope, begin_step, extend, "
+                "after_unit, finish_step), e.g. MicroBatch, Step or Banked<DualBank>");
+  static_assert(AccumulationPlan<Schedule, Pool>, CONTACCUM_BANNER
+                "AccumulationPlan not satisfied: CachedReplay makes the whole step one loss, so it cannot score "
+                "each micro-batch alone (CachedReplay x MicroBatch means nothing; use Direct x MicroBatch for "
+                "GradAccum or CachedReplay x Step for GradCache)");
+
+  static constexpr bool step_units = Schedule::whole_step || Pool::scope == PoolScope::step;
+
+public:
+  using schedule_type = Schedule;
+  using pool_type = Pool;
+  static constexpr std::string_view name = detail::plan_name<Schedule, Pool>();
+
+  Accumulate() = default;
+  explicit Accumulate(MicroBatching split, Pool pool = Pool{}, Schedule schedule = Schedule{})
+      : split_(split), pool_(std::move(pool)), schedule_(std::move(schedule)) {}
+  /// \brief A banked pool's config first: `ContAccum<>({.capacity = 1024})`.
+  template <class P = Pool>
+    requires requires { typename P::config_type; }
+  explicit Accumulate(typename P::config_type pool_config, MicroBatching split = {})
+      : split_(split), pool_(pool_config) {}
+
+  /// \brief Accumulates one step's gradients (N_total pairs) into the encoders' .grad.
+  template <BiEncoder M, ContrastiveLoss L>
+  Accumulation accumulate(M& model, const L& loss, const PairBatch& batch, const StepContext& ctx) {
+    static_assert(EncodeScheduleFor<Schedule, M>, CONTACCUM_BANNER "the encode schedule cannot encode this model");
+    static_assert(NegativePoolFor<Pool, L>, CONTACCUM_BANNER "the negative pool cannot serve this loss");
+    BackwardSeam& seam = ctx.seam != nullptr ? *ctx.seam : detail::plain_seam();
+    const auto chunks = split_step(batch, rows_per_forward(batch, ctx), split_.max_tokens);
+    const auto k = static_cast<int64_t>(chunks.size());
+    const std::span<const PairBatch> all(chunks);
+    Accumulation out{.micro_batches = k};
+    pool_.begin_step(loss, step_units ? batch.size() : (split_.max_tokens > 0 ? 0 : rows_per_forward(batch, ctx)));
+    if constexpr (step_units) {
+      run_unit(model, loss, all, 1, 0, ctx, seam, out);
+    } else {
+      for (int64_t j = 0; j < k; ++j) run_unit(model, loss, all.subspan(j, 1), k, j, ctx, seam, out);
+    }
+    return out;
+  }
+
+  /// \brief Keeps this step's pool changes (applied) or undoes them (the step failed).
+  void finish_step(bool applied) { pool_.finish_step(applied); }
+
+  [[nodiscard]] const MicroBatching& split() const { return split_; }
+  [[nodiscard]] const Pool& pool() const { return pool_; }
+  [[nodiscard]] Pool& pool() { return pool_; }
+  /// \brief The memory bank, when the pool has one.
+  template <class P = Pool>
+    requires requires(P& p) { p.bank(); }
+  [[nodiscard]] auto& bank() {
+    return pool_.bank();
+  }
+  template <class P = Pool>
+    requires requires(const P& p) { p.bank(); }
+  [[nodiscard]] const auto& bank() const {
+    return pool_.bank();
+  }
+
+private:
+  [[nodiscard]] int64_t rows_per_forward(const PairBatch& batch, const StepContext& ctx) const {
+    if (split_.encode_chunk > 0) return split_.encode_chunk;
+    if constexpr (!Schedule::whole_step && Pool::scope == PoolScope::step) return batch.size();  // FullBatch
+    return ctx.micro_batch_size;
+  }
+
+  template <class M, class L>
+  void run_unit(M& model, const L& loss, std::span<const PairBatch> chunks, int64_t units, int64_t index,
+                const StepContext& ctx, BackwardSeam& seam, Accumulation& out) {
+    const EncodedRows rows = schedule_.encode(model, chunks);
+    detail::check_width(rows.queries, rows.positives, ctx.step);
+    LossInputs in = seam.exchange({.queries = rows.queries, .positives = rows.positives,
+                                   .hard_negatives = rows.hard_negatives});
+    const PoolUse use = pool_.extend(in, loss, ctx.step);
+    if (use.score_cache == PoolUse::cache::hit) ++out.score_cache_hits;
+    if (use.score_cache == PoolUse::cache::fallback) {
+      ++out.score_cache_fallbacks;
+      if (out.score_cache_note.empty()) out.score_cache_note = use.why;
+    }
+    const double negatives = negatives_per_query(in);
+    auto l = loss(in);
+    const double value = detail::finite_or_throw(l, ctx.step, index);
+    out.loss += units == 1 ? value : value / static_cast<double>(units);
+    out.negatives_per_query += units == 1 ? negatives : negatives / static_cast<double>(units);
+    schedule_.backward(model, chunks, l, units, seam);
+    pool_.after_unit(in);
+  }
+
+  MicroBatching split_;
+  Pool pool_;
+  Schedule schedule_;
+};
+
+}  // namespace contaccum
