@@ -32,10 +32,11 @@
 
 namespace contaccum {
 
-/// \brief Each micro-batch is its own loss (GradAccum's pool).
-struct MicroBatch {
-  static constexpr std::string_view name = "MicroBatch";
-  static constexpr PoolScope scope = PoolScope::micro_batch;
+namespace detail {
+/// The pools that add nothing to the current rows: they differ only in their scope.
+template <PoolScope S>
+struct current_rows_only {
+  static constexpr PoolScope scope = S;
   template <ContrastiveLoss L>
   void begin_step(const L& /*loss*/, int64_t /*rows_per_unit*/) {}
   template <ContrastiveLoss L>
@@ -45,19 +46,16 @@ struct MicroBatch {
   void after_unit(const LossInputs& /*in*/) {}
   void finish_step(bool /*applied*/) {}
 };
+}  // namespace detail
+
+/// \brief Each micro-batch is its own loss (GradAccum's pool).
+struct MicroBatch : detail::current_rows_only<PoolScope::micro_batch> {
+  static constexpr std::string_view name = "MicroBatch";
+};
 
 /// \brief One loss over every row of the step (FullBatch's and GradCache's pool).
-struct Step {
+struct Step : detail::current_rows_only<PoolScope::step> {
   static constexpr std::string_view name = "Step";
-  static constexpr PoolScope scope = PoolScope::step;
-  template <ContrastiveLoss L>
-  void begin_step(const L& /*loss*/, int64_t /*rows_per_unit*/) {}
-  template <ContrastiveLoss L>
-  PoolUse extend(LossInputs& /*in*/, const L& /*loss*/, int64_t /*step*/) {
-    return {};
-  }
-  void after_unit(const LossInputs& /*in*/) {}
-  void finish_step(bool /*applied*/) {}
 };
 
 /// \brief The unit's rows plus a memory bank B (ContAccum's pool). DESIGN §7 calls it
