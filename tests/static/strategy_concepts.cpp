@@ -13,7 +13,7 @@ namespace {
 struct OpaqueLoss {
   torch::Tensor operator()(const ca::LossInputs& in) const { return in.queries.sum(); }
 };
-// A bank with rings but no score cache.
+// A bank with rings but no score cache (so no block size either).
 struct PlainBank {
   using config_type = ca::BankConfig;
   explicit PlainBank(config_type) {}
@@ -21,8 +21,6 @@ struct PlainBank {
   torch::Tensor queries() const { return {}; }
   torch::Tensor positives() const { return {}; }
   torch::Tensor hard_negatives() const { return {}; }
-  int64_t block_rows() const { return 0; }
-  void set_block_rows(int64_t) {}
   void begin_step() {}
   void commit_step() {}
   void rollback_step() {}

@@ -2,7 +2,7 @@
 /// \file
 /// \brief Concepts of the memory-bank family.
 ///
-///  - Bank: what the Bank<B> negative pool needs: rings of banked queries, positives and
+///  - Bank: what the Banked<B> negative pool needs: rings of banked queries, positives and
 ///    hard negatives that a step fills (`enqueue`) inside a transaction it keeps or undoes.
 ///  - ScoreCachingBank: a Bank that also keeps exact log-sum-exps of its banked rows
 ///    against its banked columns (DualBank's score cache), so the loss need not rescore
@@ -21,15 +21,13 @@
 namespace contaccum {
 
 template <class B>
-concept Bank = requires(B b, const B& cb, const torch::Tensor& x, int64_t n) {
+concept Bank = requires(B b, const B& cb, const torch::Tensor& x) {
   typename B::config_type;
   requires std::constructible_from<B, typename B::config_type>;
   b.enqueue(x, x, x);
   { cb.queries() } -> std::convertible_to<torch::Tensor>;
   { cb.positives() } -> std::convertible_to<torch::Tensor>;
   { cb.hard_negatives() } -> std::convertible_to<torch::Tensor>;
-  { cb.block_rows() } -> std::convertible_to<int64_t>;  ///< rows per enqueue; 0 = not fixed yet
-  b.set_block_rows(n);                                  ///< the strategy's rows per enqueue
   b.begin_step();
   b.commit_step();
   b.rollback_step();
@@ -38,8 +36,10 @@ concept Bank = requires(B b, const B& cb, const torch::Tensor& x, int64_t n) {
 
 template <class B>
 concept ScoreCachingBank =
-    Bank<B> && requires(B b, const B& cb, const torch::Tensor& x, const ScoreRecord* seen,
+    Bank<B> && requires(B b, const B& cb, const torch::Tensor& x, const ScoreRecord* seen, int64_t n,
                         std::function<torch::Tensor(const torch::Tensor&)> embed) {
+      { cb.block_rows() } -> std::convertible_to<int64_t>;  ///< rows per enqueue (the cache's block); 0 = not fixed yet
+      b.set_block_rows(n);                                  ///< the strategy's rows per enqueue
       b.enqueue(x, x, x, seen);           ///< with the loss's own scores, reused by the cache
       b.set_similarity(embed, 1.0, true);  ///< how the loss scores pairs
       { b.query_row_lse() } -> std::convertible_to<torch::Tensor>;     ///< undefined when it cannot serve

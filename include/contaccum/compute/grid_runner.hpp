@@ -30,6 +30,7 @@
 
 #include <contaccum/adapters/bias_only.hpp>
 #include <contaccum/adapters/block_freeze.hpp>
+#include <contaccum/detail/banner.hpp>
 #include <contaccum/adapters/concepts.hpp>
 #include <contaccum/adapters/full_fine_tune.hpp>
 #include <contaccum/adapters/lora.hpp>
@@ -315,6 +316,13 @@ template <class S = FullBatch<>, GridAdapter... Extra>
 [[nodiscard]] std::vector<GridRecord> run_grid(const std::vector<GridModel>& models, const std::vector<GridMethod>& methods,
                                                const PairBatch& train_pool, const PairBatch& held_out,
                                                const GridRunnerConfig& config) {
+  // Methods are matched by name: a user adapter named like a built-in one would be trained
+  // as the built-in while the planner prices the user's.
+  static_assert(((Extra::name != std::string_view("full") && Extra::name != std::string_view("block_freeze") &&
+                  Extra::name != std::string_view("lora") && Extra::name != std::string_view("bias_only")) &&
+                 ...),
+                CONTACCUM_BANNER "run_grid: an extra adapter's name clashes with a built-in method's "
+                                 "(full, block_freeze, lora, bias_only)");
   detail::require(!models.empty(), "run_grid: no models");
   detail::require(!methods.empty(), "run_grid: no methods");
   detail::require(!config.budgets.empty(), "run_grid: no budgets (GridRunnerConfig.budgets)");

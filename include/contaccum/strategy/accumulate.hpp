@@ -32,6 +32,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -46,9 +47,8 @@ constexpr std::string_view plan_name() {
   if constexpr (direct && std::is_same_v<P, Step>) return "FullBatch";
   else if constexpr (direct && std::is_same_v<P, MicroBatch>) return "GradAccum";
   else if constexpr (cached && std::is_same_v<P, Step>) return "GradCache";
-  else if constexpr (direct && P::scope == PoolScope::schedule && P::name == std::string_view("Bank")) return "ContAccum";
-  else if constexpr (cached && P::scope == PoolScope::schedule && P::name == std::string_view("Bank"))
-    return "ContAccumOverGradCache";
+  else if constexpr (direct && is_banked<P>) return "ContAccum";
+  else if constexpr (cached && is_banked<P>) return "ContAccumOverGradCache";
   else return P::name;
 }
 }  // namespace detail
@@ -88,11 +88,13 @@ public:
     static_assert(EncodeScheduleFor<Schedule, M>, CONTACCUM_BANNER "the encode schedule cannot encode this model");
     static_assert(NegativePoolFor<Pool, L>, CONTACCUM_BANNER "the negative pool cannot serve this loss");
     BackwardSeam& seam = ctx.seam != nullptr ? *ctx.seam : detail::plain_seam();
-    const auto chunks = split_step(batch, rows_per_forward(batch, ctx), split_.max_tokens);
+    const int64_t rows = rows_per_forward(batch, ctx);
+    const auto chunks = split_step(batch, rows, split_.max_tokens);
     const auto k = static_cast<int64_t>(chunks.size());
     const std::span<const PairBatch> all(chunks);
     Accumulation out{.micro_batches = k};
-    pool_.begin_step(loss, step_units ? batch.size() : (split_.max_tokens > 0 ? 0 : rows_per_forward(batch, ctx)));
+    // rows per loss unit, the bank's block: 0 when a token budget makes them vary
+    pool_.begin_step(loss, step_units ? batch.size() : (split_.max_tokens > 0 ? 0 : std::min(rows, batch.size())));
     if constexpr (step_units) {
       run_unit(model, loss, all, 1, 0, ctx, seam, out);
     } else {

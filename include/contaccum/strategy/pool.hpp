@@ -74,7 +74,7 @@ public:
   ///        first step; tells a score-caching bank how a similarity-aware loss scores.
   template <ContrastiveLoss L>
   void begin_step(const L& loss, int64_t rows_per_unit) {
-    bank_.set_block_rows(rows_per_unit);
+    if constexpr (ScoreCachingBank<B>) bank_.set_block_rows(rows_per_unit);
     bank_.begin_step();
     if constexpr (ScoreCachingBank<B> && SimilarityAwareLoss<L>) {
       bank_.set_similarity([sim = loss.similarity](const torch::Tensor& x) { return sim.embed(x); },
@@ -91,9 +91,10 @@ public:
     in.bank_positives = bank_.positives();
     in.bank_hard_negatives = bank_.hard_negatives();
     if constexpr (ScoreCachingBank<B>) {
+      if (!bank_.caches_scores()) return {};
       record_ = ScoreRecord{};
-      in.record = &record_;
-      if (!bank_.caches_scores() || rows_of(in.bank_queries) == 0) return {};
+      in.record = &record_;  // the loss leaves its score blocks here; the enqueue reuses them
+      if (rows_of(in.bank_queries) == 0) return {};
       in.bank_query_lse = bank_.query_row_lse();
       in.bank_positive_lse = bank_.positive_row_lse();
       in.bank_pair_scores = bank_.pair_scores();
@@ -110,9 +111,10 @@ public:
   /// \brief Enqueues the unit's rows, detached (after its backward, as the reference does).
   void after_unit(const LossInputs& in) {
     auto h = in.hard_negatives.defined() ? in.hard_negatives.detach() : in.hard_negatives;
-    if constexpr (ScoreCachingBank<B>)
+    if constexpr (ScoreCachingBank<B>) {
       bank_.enqueue(in.queries.detach(), in.positives.detach(), h, in.record);
-    else
+      record_ = ScoreRecord{};  // its detached logits are not needed past the enqueue
+    } else
       bank_.enqueue(in.queries.detach(), in.positives.detach(), h);
   }
 
@@ -137,5 +139,12 @@ private:
   B bank_;
   ScoreRecord record_;
 };
+
+namespace detail {
+template <class P>
+inline constexpr bool is_banked = false;
+template <class B>
+inline constexpr bool is_banked<Banked<B>> = true;
+}  // namespace detail
 
 }  // namespace contaccum

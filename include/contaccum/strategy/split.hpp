@@ -38,13 +38,46 @@ using FullBatchConfig = MicroBatching;
 
 namespace detail {
 
-// Real tokens of each pair: its query, positive and m hard negatives. (N) on the CPU.
-inline std::vector<int64_t> tokens_per_pair(const PairBatch& b) {
+// Per pair: its real tokens (query, positive and m hard negatives); per row of each side:
+// one past its last real column. Read back to the CPU in one transfer.
+struct step_lengths {
+  std::vector<int64_t> tokens;                                     // (N)
+  std::vector<int64_t> query_end, positive_end, hard_negative_end;  // (N), (N), (N*m)
+};
+
+inline step_lengths lengths_of(const PairBatch& b) {
   const auto n = b.size(), m = b.negatives_per_query();
-  auto count = b.queries.attention_mask.ne(0).sum(1) + b.positives.attention_mask.ne(0).sum(1);  // (N)
-  if (m > 0) count = count + b.hard_negatives.attention_mask.ne(0).sum(1).view({n, m}).sum(1);
-  count = count.to(torch::kCPU, torch::kLong).contiguous();
-  return {count.data_ptr<int64_t>(), count.data_ptr<int64_t>() + n};
+  auto real = [](const TokenBatch& t) { return t.attention_mask.ne(0); };  // (B, T)
+  auto ends = [&](const TokenBatch& t) {  // (B): last real column + 1, 0 for an empty row
+    const auto cols = torch::arange(1, t.attention_mask.size(1) + 1, t.attention_mask.options().dtype(torch::kLong));
+    return (real(t).to(torch::kLong) * cols).amax(1);
+  };
+  auto count = real(b.queries).sum(1) + real(b.positives).sum(1);  // (N)
+  std::vector<torch::Tensor> parts{count, ends(b.queries), ends(b.positives)};
+  if (m > 0) {
+    parts[0] = count + real(b.hard_negatives).sum(1).view({n, m}).sum(1);
+    parts.push_back(ends(b.hard_negatives));
+  }
+  for (auto& t : parts) t = t.to(torch::kLong);
+  const auto all = torch::cat(parts).to(torch::kCPU).contiguous();
+  const int64_t* v = all.data_ptr<int64_t>();
+  step_lengths out;
+  out.tokens.assign(v, v + n);
+  out.query_end.assign(v + n, v + 2 * n);
+  out.positive_end.assign(v + 2 * n, v + 3 * n);
+  if (m > 0) out.hard_negative_end.assign(v + 3 * n, v + 3 * n + n * m);
+  return out;
+}
+
+// Real tokens of each pair: its query, positive and m hard negatives. (N) on the CPU.
+inline std::vector<int64_t> tokens_per_pair(const PairBatch& b) { return lengths_of(b).tokens; }
+
+// Rows [begin, end) of t (already sliced) cut to their longest real row, as trim_padding does.
+inline TokenBatch trimmed(const TokenBatch& t, const std::vector<int64_t>& ends, int64_t begin, int64_t end) {
+  if (!t.defined() || begin == end) return t;
+  const auto width = std::max<int64_t>(1, *std::max_element(ends.begin() + begin, ends.begin() + end));
+  if (width == t.input_ids.size(1)) return t;
+  return {t.input_ids.slice(1, 0, width), t.attention_mask.slice(1, 0, width)};
 }
 
 }  // namespace detail
@@ -55,29 +88,31 @@ inline std::vector<int64_t> tokens_per_pair(const PairBatch& b) {
   detail::require(rows > 0, "micro-batch rows must be positive, got ", rows);
   detail::require(max_tokens >= 0, "MicroBatching.max_tokens must be >= 0, got ", max_tokens);
   std::vector<PairBatch> out;
-  const auto n = batch.size();
   if (max_tokens == 0) {
-    for (int64_t b = 0; b < n; b += rows) out.push_back(batch.slice(b, std::min(n, b + rows)));
+    for (const PairBatch& mb : micro_batches(batch, rows)) out.push_back(mb);
     return out;
   }
-  const auto tokens = detail::tokens_per_pair(batch);
+  const auto n = batch.size(), m = batch.negatives_per_query();
+  const auto len = detail::lengths_of(batch);
+  auto emit = [&](int64_t begin, int64_t end) {
+    auto mb = batch.slice(begin, end);
+    mb.queries = detail::trimmed(mb.queries, len.query_end, begin, end);
+    mb.positives = detail::trimmed(mb.positives, len.positive_end, begin, end);
+    if (m > 0) mb.hard_negatives = detail::trimmed(mb.hard_negatives, len.hard_negative_end, begin * m, end * m);
+    out.push_back(std::move(mb));
+  };
   int64_t begin = 0, used = 0;
   for (int64_t i = 0; i < n; ++i) {
-    detail::require(tokens[i] <= max_tokens, "MicroBatching.max_tokens = ", max_tokens, " cannot hold pair ", i,
-                    " of the step: it has ", tokens[i], " real tokens (query, positive and hard negatives)");
-    if (i > begin && (used + tokens[i] > max_tokens || i - begin == rows)) {
-      out.push_back(batch.slice(begin, i));
+    detail::require(len.tokens[i] <= max_tokens, "MicroBatching.max_tokens = ", max_tokens, " cannot hold pair ", i,
+                    " of the step: it has ", len.tokens[i], " real tokens (query, positive and hard negatives)");
+    if (i > begin && (used + len.tokens[i] > max_tokens || i - begin == rows)) {
+      emit(begin, i);
       begin = i;
       used = 0;
     }
-    used += tokens[i];
+    used += len.tokens[i];
   }
-  if (begin < n) out.push_back(batch.slice(begin, n));
-  for (auto& mb : out) {
-    mb.queries = trim_padding(mb.queries);
-    mb.positives = trim_padding(mb.positives);
-    mb.hard_negatives = trim_padding(mb.hard_negatives);
-  }
+  if (begin < n) emit(begin, n);
   return out;
 }
 

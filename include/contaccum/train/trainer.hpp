@@ -63,7 +63,6 @@ template <class C>
 class collective_seam final : public BackwardSeam {
 public:
   explicit collective_seam(const C& c) : collective_(&c) {}
-  void rebind(const C& c) { collective_ = &c; }
   [[nodiscard]] LossInputs exchange(const LossInputs& in) override { return collective_->exchange(in); }
 
 private:
@@ -143,9 +142,9 @@ public:
 
     Accumulation acc;
     StepStats stats{.step = step_, .pairs = batch.size()};
+    detail::collective_seam<C> seam(collective_);  // one per step: it never outlives the collective
     try {
-      seam_.rebind(collective_);
-      acc = strategy_.accumulate(model_, loss_, on_device, StepContext{step_, config_.micro_batch_size, &seam_});
+      acc = strategy_.accumulate(model_, loss_, on_device, StepContext{step_, config_.micro_batch_size, &seam});
       collective_.reduce_gradients(trainable_);  // once per step, before the norms and the clip
       stats.grad_norm_query = grad_norm(query_params_);
       stats.grad_norm_passage = grad_norm(passage_params_);
@@ -155,6 +154,7 @@ public:
                                           " (loss ", acc.loss, "); no parameter was updated"),
                               step_);
     } catch (...) {
+      backward_calls_ += seam.calls();
       optimizer_->zero_grad(true);
       strategy_.finish_step(false);
       throw;
@@ -165,6 +165,7 @@ public:
     set_learning_rate(*optimizer_, stats.learning_rate);
     optimizer_->step();
     strategy_.finish_step(true);
+    backward_calls_ += seam.calls();
 
     if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
     stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -186,7 +187,7 @@ public:
   const A& adapter() const { return adapter_; }
   C& collective() { return collective_; }
   /// \brief Backward calls that went through the Trainer's seam so far.
-  [[nodiscard]] int64_t backward_calls() const { return seam_.calls(); }
+  [[nodiscard]] int64_t backward_calls() const { return backward_calls_; }
   const TrainerConfig& config() const { return config_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   [[nodiscard]] int64_t steps_done() const { return step_; }
@@ -199,7 +200,7 @@ private:
   A adapter_;
   Loss loss_;
   C collective_;
-  detail::collective_seam<C> seam_{collective_};
+  int64_t backward_calls_ = 0;
   std::vector<torch::Tensor> trainable_, query_params_, passage_params_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   torch::Device device_{torch::kCPU};
