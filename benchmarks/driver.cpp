@@ -65,10 +65,18 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-std::string row(const Runner& r, double base) {
+// The median over repeats of a's step time over b's in the same repeat: the two stepped
+// back to back on the same batch, so load that drifts across repeats cancels.
+double paired_ratio(const Runner& a, const Runner& b) {
+  std::vector<double> r;
+  for (std::size_t i = 0; i < std::min(a.seconds.size(), b.seconds.size()); ++i) r.push_back(a.seconds[i] / b.seconds[i]);
+  return median(r);
+}
+
+std::string row(const Runner& r, const Runner& base) {
   char line[256];
   std::snprintf(line, sizeof line, "| %s | %.3f | %.3f | %.1f | %ld | %ld |\n", r.name.c_str(), median(r.seconds),
-                median(r.seconds) / base, r.peak / 1048576.0, r.micro_batches, r.fallbacks);
+                paired_ratio(r, base), r.peak / 1048576.0, r.micro_batches, r.fallbacks);
   return line;
 }
 
@@ -99,13 +107,14 @@ int main(int argc, char** argv) {
                                                      .num_attention_heads = 12, .intermediate_size = 1536,
                                                      .max_position_embeddings = 512};
   const int64_t n_local = quick ? 4 : 8, n_total = quick ? 16 : 64, memory = quick ? 64 : 1024,
-                repeats = quick ? 1 : 4;
+                repeats = quick ? 1 : 6;
   std::ostringstream md;
   md << "Produced by `./build/benchmarks/bench_driver" << (quick ? " --quick" : "") << "` (" 
      << std::thread::hardware_concurrency() << " CPU threads, LibTorch " << TORCH_VERSION
      << ", float32, dropout 0.1, two untied BERT towers of hidden " << bert.hidden_size << ", "
      << bert.num_hidden_layers << " layers, CLS pooling, dot product). Time: median wall time of an optimizer step "
-     << "after one warm-up step, the strategies of a table stepping alternately on the same batches; peak: the "
+     << "after one warm-up step, the strategies of a table stepping alternately on the same batches; a ratio is "
+        "the median over repeats of the two strategies' times on the same batch; peak: the "
         "largest tensor memory during a step (MemoryMeter), weights and optimizer state included.\n\n";
 
   {  // D: synthetic pairs, queries 32 and passages 128 tokens, one hard negative.
@@ -132,14 +141,13 @@ int main(int argc, char** argv) {
                                                  torch::randn({n_total, h}));
                             }));
     race({&grad, &cache, &cont, &over}, [&] { return pairs.next(n_total); }, repeats);
-    const double base = median(cache.seconds);
     md << "## D. ContAccum over GradCache, N_local " << n_local << ", N_total " << n_total << ", N_memory " << memory
        << "\n\n| strategy | s/step | ratio to GradCache | peak MiB | K | score-cache fallbacks |\n|---|---|---|---|---|---|\n"
-       << row(grad, base) << row(cache, base) << row(cont, base) << row(over, base);
+       << row(grad, cache) << row(cache, cache) << row(cont, cache) << row(over, cache);
     char line[256];
     std::snprintf(line, sizeof line,
                   "\nContAccum over GradCache / GradCache: **%.3f** (goal <= 1.05); / GradAccum: %.3f.\n\n",
-                  median(over.seconds) / base, median(over.seconds) / median(grad.seconds));
+                  paired_ratio(over, cache), paired_ratio(over, grad));
     md << line;
   }
 
@@ -168,11 +176,10 @@ int main(int argc, char** argv) {
                                                                              .max_tokens = budget}));
     std::size_t next = 0;
     race({&rows, &by_tokens}, [&] { return batches[next++ % batches.size()]; }, repeats);
-    const double base = median(rows.seconds);
     md << "## T. Micro-batches by token budget, GradCache on the default dataset (N_total " << n_total
        << ", queries cut at 32 tokens, passages at 128; " << per_pair << " real tokens per pair)\n\n"
        << "| forwards cut by | s/step | ratio to rows | peak MiB | K | score-cache fallbacks |\n|---|---|---|---|---|---|\n"
-       << row(rows, base) << row(by_tokens, base) << "\n";
+       << row(rows, rows) << row(by_tokens, rows) << "\n";
   }
   fs::create_directories(fs::path(out).parent_path().empty() ? fs::path(".") : fs::path(out).parent_path());
   std::ofstream(out) << md.str();
