@@ -3,6 +3,7 @@
 #   bash scripts/bench.sh [--quick]   (--plots-only: redraw the plots from docs/benchmarks.md)
 #   bash scripts/bench.sh --text      tokenizer and embedding throughput -> docs/benchmarks_text.md
 #   bash scripts/bench.sh --driver    ContAccum over GradCache, token budgets -> out/bench_driver.md (docs/benchmarks.md)
+#   bash scripts/bench.sh --checkpoint checkpoint write/load vs step time -> out/bench_checkpoint.md (docs/checkpoints.md)
 #   bash scripts/bench.sh --memory    predicted vs measured step memory -> out/bench_memory.md (docs/budgets.md)
 #   bash scripts/bench.sh --faiss     FAISS vs exact search -> out/bench_faiss.md (docs/search.md)
 set -euo pipefail
@@ -37,6 +38,13 @@ if [ "${1:-}" = "--driver" ]; then
   mkdir -p out
   ./build/benchmarks/bench_driver --out out/bench_driver.md
   echo "wrote out/bench_driver.md"
+  exit 0
+fi
+if [ "${1:-}" = "--checkpoint" ]; then
+  bash scripts/build.sh --target bench_checkpoint
+  mkdir -p out
+  ./build/benchmarks/bench_checkpoint --out out/bench_checkpoint.md
+  echo "wrote out/bench_checkpoint.md"
   exit 0
 fi
 if [ "${1:-}" = "--memory" ]; then

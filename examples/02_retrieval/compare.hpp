@@ -66,17 +66,20 @@ RunResult train_and_evaluate(const std::string& method, Strategy strategy, int64
        .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0},
       std::move(strategy), {}, Loss{ca::Cosine{c.temperature}});
   RunResult r{.method = method, .seed = seed};
-  Progress bar(method, c.steps);
-  for (int64_t s = 0; s < c.steps; ++s) {
-    const auto resident = ca::MemoryMeter::current_bytes();  // weights, optimizer state, caches
-    r.steps.push_back(trainer.step(loader.next()));
-    auto& st = r.steps.back();
-    st.peak_memory_bytes -= resident;  // what the step itself adds: activations, gradients (and AdamW's first state)
-    std::ostringstream extra;
-    extra << std::fixed << std::setprecision(3) << "loss " << st.loss << " GradNormRatio " << std::setprecision(2)
-          << st.grad_norm_ratio << " neg/q " << std::setprecision(0) << st.negatives_per_query;
-    bar.update(s + 1, extra.str());
-  }
+  // fit() without a run folder: the progress bar and the loop, no checkpoint (a
+  // comparison run is short and restarted whole).
+  auto resident = ca::MemoryMeter::current_bytes();  // weights, optimizer state, caches
+  ca::fit(trainer, loader,
+          {.steps = c.steps,
+           .on_step =
+               [&](const ca::StepStats& st) {
+                 r.steps.push_back(st);
+                 // what the step itself adds: activations, gradients (and AdamW's first state)
+                 r.steps.back().peak_memory_bytes -= resident;
+                 resident = ca::MemoryMeter::current_bytes();
+               },
+           .label = method,
+           .handle_signals = false});
   r.evaluation = evaluate_towers(model->query_encoder, model->passage_encoder, tok, eval, c.tokenize, "  eval");
   return r;
 }

@@ -28,32 +28,7 @@ using Loss = ca::InfoNCE<ca::Cosine>;
 
 using example::Args;  // the command line (examples/common/args.hpp)
 
-/// A one-line progress bar on stderr: done/total, elapsed, ETA and a caller's note.
-class Progress {
-public:
-  Progress(std::string what, int64_t total) : what_(std::move(what)), total_(total) {}
-  void update(int64_t done, const std::string& extra = "") {
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-    const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - done) : 0;
-    const int width = 24;
-    const int filled = static_cast<int>(width * done / std::max<int64_t>(total_, 1));
-    std::fprintf(stderr, "\r%-12s [%s%s] %lld/%lld %s elapsed %4.0fs eta %4.0fs ", what_.c_str(),
-                 std::string(static_cast<std::size_t>(filled), '#').c_str(),
-                 std::string(static_cast<std::size_t>(width - filled), '.').c_str(), static_cast<long long>(done),
-                 static_cast<long long>(total_), extra.c_str(), elapsed, eta);
-    if (done >= total_) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  }
-  /// A callback for embed_texts / exact_search.
-  std::function<void(std::size_t, std::size_t)> callback() {
-    return [this](std::size_t done, std::size_t) { update(static_cast<int64_t>(done)); };
-  }
-
-private:
-  std::string what_;
-  int64_t total_;
-  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
-};
+using Progress = ca::ProgressBar;  // a one-line progress bar on stderr
 
 /// Evaluation: queries of a split against a corpus of their positives plus seeded
 /// distractors from the whole corpus.

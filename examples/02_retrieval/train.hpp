@@ -23,12 +23,31 @@ struct TrainConfig {
   double temperature = 0.05;
   int64_t eval_queries = 1000;    ///< test queries
   int64_t eval_corpus = 10000;    ///< test positives + seeded distractors from the corpus
+  int64_t save_every = 20;        ///< checkpoint every N steps (out/checkpoints, the last 2 and the best kept)
+  int64_t eval_every = 20;        ///< dev evaluation every N steps (picks the best checkpoint)
+  int64_t dev_queries = 200;      ///< dev queries of that evaluation
+  int64_t dev_corpus = 2000;      ///< their positives + seeded distractors
   ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 128};
   uint64_t seed = 13;
 };
 
 inline constexpr const char* train_usage =
-    "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR]";
+    "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR] [--save-every N] "
+    "[--eval-every N] [--resume | --fresh]";
+
+// The step records of a run's log.jsonl (all of them: a resumed run's too), for the plots.
+inline std::vector<ca::StepStats> read_step_log(const fs::path& file) {
+  std::vector<ca::StepStats> steps;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    const auto j = json::parse(line, nullptr, false);
+    if (j.is_discarded() || j.value("event", std::string{}) != "step") continue;
+    steps.push_back({.step = j["step"], .pairs = j["pairs"], .loss = j["loss"],
+                     .negatives_per_query = j["negatives_per_query"], .grad_norm = j["grad_norm"],
+                     .learning_rate = j["lr"]});
+  }
+  return steps;
+}
 
 // The plots of a training run: loss and negatives per query, gradient norm and learning
 // rate, and the metrics before/after. Data files are kept next to the PNGs.
@@ -84,39 +103,65 @@ plot "plot_metrics.dat" using 3:xtic(2) title "before" lc rgb "#bbbbbb", \
 inline int train(Args& args) {
   TrainConfig c;
   const bool quick = args.flag("--quick");
-  c.steps = args.integer("--steps", c.steps);
-  c.out = args.text("--out", c.out.string());
-  c.data = args.text("--data", c.data.string());
-  c.model = args.text("--model", c.model.string());
-  args.check_all_used(train_usage);
+  const bool resume = args.flag("--resume"), fresh = args.flag("--fresh");
   if (quick) {  // a tiny slice seen several times: the loss must fall
-    c.steps = std::min<int64_t>(c.steps, 20);
+    c.steps = 20;
     c.n_local = 4;
     c.n_total = 8;
     c.bank = 32;
     c.eval_queries = 100;
     c.eval_corpus = 600;
+    c.dev_queries = 50;
+    c.dev_corpus = 300;
+    c.save_every = 5;
+    c.eval_every = 10;
     c.learning_rate = 5e-5;
   }
+  c.steps = args.integer("--steps", c.steps);
+  c.save_every = args.integer("--save-every", c.save_every);
+  c.eval_every = args.integer("--eval-every", c.eval_every);
+  c.out = args.text("--out", c.out.string());
+  c.data = args.text("--data", c.data.string());
+  c.model = args.text("--model", c.model.string());
+  args.check_all_used(train_usage);
+  ca::detail::require(!(resume && fresh), "--resume and --fresh exclude each other");
   using Model = ca::DualEncoder<ca::Bert, Reader, ca::SharedTower>;
   using Job = ca::Trainer<Model, ca::ContAccum<ca::DualBank>, ca::FullFineTune, Loss>;
 
   torch::manual_seed(static_cast<uint64_t>(c.seed));
-  fs::create_directories(c.out);
-  std::cout << "contaccum main job: " << (quick ? "quick slice" : "full run") << "\n"
+  ca::detail::require_writable_folder(c.out);  // before any work
+  // A finished run wrote metrics.json last; without it the folder holds an unfinished run,
+  // which a rerun continues from its latest checkpoint (--fresh starts over).
+  const bool finished = fs::exists(c.out / "metrics.json");
+  const bool has_checkpoint = fs::exists(c.out / "checkpoints" / "latest");
+  ca::detail::require(!resume || has_checkpoint, "--resume: no checkpoint in ", (c.out / "checkpoints").string());
+  const bool continuing = resume || (has_checkpoint && !finished && !fresh);
+  if (!continuing) {
+    std::error_code ec;
+    fs::remove_all(c.out / "checkpoints", ec);
+    fs::remove_all(c.out / "tensorboard", ec);
+  }
+  fs::remove(c.out / "metrics.json");  // from here until the end the folder is an unfinished run
+  std::cout << "contaccum main job: " << (quick ? "quick slice" : "full run")
+            << (continuing ? " (continuing from the latest checkpoint)" : "") << "\n"
             << "  data " << c.data << ", model " << c.model << ", out " << c.out << "\n"
             << "  ContAccum: N_local " << c.n_local << " (memory budget), N_total " << c.n_total << " (K = "
             << c.n_total / c.n_local << "), N_memory " << c.bank << ", " << c.steps << " steps, lr " << c.learning_rate
-            << ", cosine / " << c.temperature << std::endl;
+            << ", cosine / " << c.temperature << "; checkpoint every " << c.save_every << " steps, dev evaluation every "
+            << c.eval_every << std::endl;
 
-  // Data: training pairs from the train split; evaluation on test queries.
+  // Data: training pairs from the train split; the best checkpoint by dev queries;
+  // evaluation on test queries.
   const auto train_split = ca::read_beir(c.data, "train");
+  const auto dev = ca::read_beir(c.data, "dev");
   const auto test = ca::read_beir(c.data, "test");
   auto examples = ca::beir_training_examples(train_split);
   if (quick) examples.resize(std::min<std::size_t>(examples.size(), 40));
   const EvalSet eval = make_eval_set(test, c.eval_queries, c.eval_corpus, c.seed, c.tokenize);
+  const EvalSet dev_eval = make_eval_set(dev, c.dev_queries, c.dev_corpus, c.seed, c.tokenize);
   std::cout << "  " << examples.size() << " training queries; evaluation: " << eval.queries.size()
-            << " test queries against " << eval.passages.size() << " passages" << std::endl;
+            << " test queries against " << eval.passages.size() << " passages (dev: " << dev_eval.queries.size()
+            << " against " << dev_eval.passages.size() << ")" << std::endl;
 
   const auto tok = ca::tokenizers::WordPiece::from_pretrained(c.model);
   const auto st = ca::read_sentence_transformer_config(c.model);
@@ -152,32 +197,38 @@ inline int train(Args& args) {
               {.micro_batch_size = c.n_local, .learning_rate = c.learning_rate,
                .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0},
               ca::ContAccum<ca::DualBank>({.capacity = c.bank}), {}, Loss{ca::Cosine{c.temperature}});
-  std::ofstream log(c.out / "log.jsonl");
-  std::vector<ca::StepStats> history;
-  Progress bar("train", c.steps);
-  int64_t pairs = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t s = 0; s < c.steps; ++s) {
-    const ca::StepStats st_ = trainer.step(loader.next());
-    history.push_back(st_);
-    pairs += st_.pairs;
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log << json{{"step", st_.step}, {"loss", st_.loss}, {"negatives_per_query", st_.negatives_per_query},
-                {"grad_norm", st_.grad_norm}, {"grad_norm_ratio", st_.grad_norm_ratio}, {"lr", st_.learning_rate},
-                {"seconds", st_.seconds}, {"pairs_per_s", static_cast<double>(pairs) / secs},
-                {"peak_memory_mib", static_cast<double>(st_.peak_memory_bytes) / (1 << 20)},
-                {"score_cache_fallbacks", st_.score_cache_fallbacks}}
-               .dump()
-        << std::endl;
-    std::ostringstream extra;
-    extra << std::fixed << std::setprecision(3) << "loss " << st_.loss << " neg/q " << std::setprecision(0)
-          << st_.negatives_per_query << " " << std::setprecision(1) << static_cast<double>(pairs) / secs << " pairs/s";
-    bar.update(s + 1, extra.str());
+  const auto fitted = ca::fit(
+      trainer, loader,
+      {.steps = c.steps, .out = c.out, .save_every = c.save_every, .resume = continuing, .eval_every = c.eval_every,
+       .evaluate =
+           [&](int64_t) {
+             std::fprintf(stderr, "\n");
+             return metrics_json(
+                 evaluate_towers(model->query_encoder, model->passage_encoder, tok, dev_eval, c.tokenize, "  dev"));
+           },
+       .checkpoints = {.keep_last = 2, .best_metric = "nDCG@10"}});
+  if (fitted.resumed_from)
+    std::cout << "  resumed from " << fitted.resumed_from->string() << " (step " << fitted.first_step << ")\n";
+  if (fitted.stopped_by_signal) {
+    std::cout << "\n  stopped by signal " << fitted.stopped_by_signal << " after step " << fitted.steps_done
+              << "; checkpoint " << (fitted.last_checkpoint ? fitted.last_checkpoint->string() : std::string("none"))
+              << "\n  continue with: ./build/examples/retrieval " << (quick ? "--quick " : "") << "--out " << c.out.string()
+              << " --resume" << std::endl;
+    return fitted.exit_code();
   }
+  const std::vector<ca::StepStats> history = read_step_log(c.out / "log.jsonl");
+  ca::detail::require(static_cast<int64_t>(history.size()) == c.steps, (c.out / "log.jsonl").string(), " holds ",
+                      history.size(), " steps, the run made ", c.steps);
 
   const auto after = evaluate_towers(model->query_encoder, model->passage_encoder, tok, eval, c.tokenize, "after");
+  // The export goes to a temporary folder renamed into place: a killed export never
+  // leaves a half folder that looks whole.
   const auto out_model = c.out / "model";
-  ca::save_sentence_transformer<Reader>(model->query_encoder, c.model, out_model, st.max_seq_length);
+  const auto tmp_model = c.out / ".tmp-model";
+  fs::remove_all(tmp_model);
+  ca::save_sentence_transformer<Reader>(model->query_encoder, c.model, tmp_model, st.max_seq_length);
+  fs::remove_all(out_model);
+  fs::rename(tmp_model, out_model);
 
   // The export reloads: the saved folder gives the trained model's embeddings.
   auto reloaded = ca::load_bert(out_model);
@@ -201,14 +252,16 @@ inline int train(Args& args) {
                {"export_reload_max_abs_diff", reload_diff},
                {"eval_queries", eval.queries.size()},
                {"eval_passages", eval.passages.size()}};
-  std::ofstream(c.out / "metrics.json") << metrics.dump(2) << "\n";
+
   std::ostringstream table;
   table << "| measure | before (all-MiniLM-L6-v2) | after (ContAccum, " << c.steps << " steps) |\n|---|---:|---:|\n";
   for (std::size_t i = 0; i < before.measures.size(); ++i)
     table << "| " << before.measures[i] << " | " << std::fixed << std::setprecision(4) << before.mean[i] << " | "
           << after.mean[i] << " |\n";
-  std::ofstream(c.out / "results.md") << table.str();
+  ca::detail::write_file_atomically(c.out / "results.md", table.str());
   plot_training(c.out, history, before, after);
+  if (const auto best = ca::CheckpointFolder(c.out / "checkpoints").best()) metrics["best_checkpoint"] = best->string();
+  ca::detail::write_file_atomically(c.out / "metrics.json", metrics.dump(2) + "\n");  // last: the run is complete
   std::cout << "\n"
             << table.str() << "\n  loss on a fixed batch of " << probe.size()
             << " training pairs (in-batch negatives): " << probe_before << " before, " << probe_after << " after"

@@ -69,4 +69,9 @@
 #include <contaccum/train/optim.hpp>
 #include <contaccum/train/stats.hpp>
 #include <contaccum/train/trainer.hpp>
+#include <contaccum/train/progress.hpp>
+#include <contaccum/train/tensorboard.hpp>
+#include <contaccum/train/fit.hpp>
+#include <contaccum/state/state_dict.hpp>
+#include <contaccum/state/checkpoint.hpp>
 #include <contaccum/compute/grid_runner.hpp>

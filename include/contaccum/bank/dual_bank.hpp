@@ -11,6 +11,7 @@
 #include <contaccum/bank/score_cache.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/loss/score_record.hpp>
+#include <contaccum/state/state_dict.hpp>
 
 #include <torch/torch.h>
 
@@ -105,7 +106,9 @@ public:
   ///        log-sum-exps (BankConfig::cache_scores). `embed` is the similarity's row map.
   void set_similarity(BankScoreCache::embed_fn embed, double scale, bool symmetric) {
     if (!config_.cache_scores) return;
-    if (!embed_ || scale != scale_ || symmetric != symmetric_) {
+    const bool known = embed_ || similarity_restored_;  // a restored cache was built with scale_
+    similarity_restored_ = false;
+    if (!known || scale != scale_ || symmetric != symmetric_) {
       query_scores_.reset();
       positive_scores_.reset();
     }
@@ -183,6 +186,56 @@ public:
     in_step_ = false;
   }
 
+  /// \brief Saves the rings (storage, head, size), the hard-negative count, the block and
+  ///        the score cache's tables, so a resumed run scores exactly as an unbroken one.
+  void save_state(StateDict& s, const std::string& prefix) const {
+    detail::require(!in_step_, "DualBank: cannot save its state inside an optimizer step");
+    s.set(prefix + "config.capacity", config_.capacity);
+    s.set(prefix + "config.query_bank", config_.query_bank);
+    s.set(prefix + "config.hard_negative_bank", config_.hard_negative_bank);
+    s.set(prefix + "config.persist_across_steps", config_.persist_across_steps);
+    s.set(prefix + "config.cache_scores", config_.cache_scores);
+    s.set(prefix + "config.block_rows", config_.block_rows);
+    s.set(prefix + "hard_negatives_per_query", m_);
+    s.set(prefix + "block_rows", block_rows_);
+    s.set(prefix + "hard_negative_capacity", hard_negatives_.capacity());
+    s.set(prefix + "similarity.known", static_cast<bool>(embed_) || similarity_restored_);
+    s.set(prefix + "similarity.scale", scale_);
+    s.set(prefix + "similarity.symmetric", symmetric_);
+    queries_.save_state(s, prefix + "queries.");
+    positives_.save_state(s, prefix + "positives.");
+    hard_negatives_.save_state(s, prefix + "hard_negatives.");
+    query_scores_.save_state(s, prefix + "query_scores.");
+    positive_scores_.save_state(s, prefix + "positive_scores.");
+  }
+  /// \brief Restores a saved bank of the same configuration (a differing BankConfig field is
+  ///        named). All or nothing: the bank is unchanged when anything does not fit.
+  void load_state(const StateReader& r, const std::string& prefix) {
+    r.require_same(prefix + "config.capacity", config_.capacity);
+    r.require_same(prefix + "config.query_bank", config_.query_bank);
+    r.require_same(prefix + "config.hard_negative_bank", config_.hard_negative_bank);
+    r.require_same(prefix + "config.persist_across_steps", config_.persist_across_steps);
+    r.require_same(prefix + "config.cache_scores", config_.cache_scores);
+    r.require_same(prefix + "config.block_rows", config_.block_rows);
+    DualBank next(config_);  // filled, then swapped in
+    next.m_ = r.value<int64_t>(prefix + "hard_negatives_per_query");
+    const auto hn_capacity = r.value<int64_t>(prefix + "hard_negative_capacity");
+    if (hn_capacity != (next.m_ > 0 && config_.hard_negative_bank ? config_.capacity * next.m_ : 0))
+      r.fail(prefix + "hard_negative_capacity", "is ", hn_capacity, ", which does not fit capacity ",
+             config_.capacity, " and ", next.m_, " hard negatives per query");
+    if (hn_capacity > 0) next.hard_negatives_ = RingBuffer(hn_capacity, "hard-negative bank");
+    next.block_rows_ = r.value<int64_t>(prefix + "block_rows");
+    next.similarity_restored_ = r.value<bool>(prefix + "similarity.known");
+    next.scale_ = r.value<double>(prefix + "similarity.scale");
+    next.symmetric_ = r.value<bool>(prefix + "similarity.symmetric");
+    next.queries_.load_state(r, prefix + "queries.");
+    next.positives_.load_state(r, prefix + "positives.");
+    next.hard_negatives_.load_state(r, prefix + "hard_negatives.");
+    next.query_scores_.load_state(r, prefix + "query_scores.", next.queries_.capacity());
+    next.positive_scores_.load_state(r, prefix + "positive_scores.", next.positives_.capacity());
+    *this = std::move(next);
+  }
+
 private:
   [[nodiscard]] bool scoring() const { return config_.cache_scores && static_cast<bool>(embed_); }
   [[nodiscard]] std::vector<const RingBuffer*> passage_rings() const {
@@ -200,6 +253,7 @@ private:
   BankScoreCache::embed_fn embed_;
   double scale_ = 1.0;
   bool symmetric_ = false;
+  bool similarity_restored_ = false;  // load_state restored scale_/symmetric_; embed_ comes next
 };
 
 }  // namespace contaccum

@@ -9,6 +9,7 @@
 /// leaves the bank as it was.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/state/state_dict.hpp>
 
 #include <torch/torch.h>
 
@@ -101,6 +102,43 @@ public:
     head_ = saved_head_;
     size_ = saved_size_;
     commit();
+  }
+
+  /// \brief Saves storage, head, size and the last push (a transaction must not be open).
+  void save_state(StateDict& s, const std::string& prefix) const {
+    detail::require(!in_transaction_, name_, ": cannot save its state inside an optimizer step");
+    s.put(prefix + "storage", buf_);
+    s.set(prefix + "capacity", capacity_);
+    s.set(prefix + "head", head_);
+    s.set(prefix + "size", size_);
+    s.set(prefix + "last_push_begin", last_push_begin_);
+    s.set(prefix + "last_push_rows", last_push_rows_);
+  }
+  /// \brief Restores a saved ring of the same capacity (checked, with the key named).
+  void load_state(const StateReader& r, const std::string& prefix) {
+    r.require_same(prefix + "capacity", capacity_);
+    const auto head = r.value<int64_t>(prefix + "head");
+    const auto size = r.value<int64_t>(prefix + "size");
+    if (size < 0 || size > capacity_) r.fail(prefix + "size", "is ", size, ", outside [0, ", capacity_, "]");
+    if (head < 0 || (capacity_ > 0 && head >= capacity_) || (capacity_ == 0 && head != 0))
+      r.fail(prefix + "head", "is ", head, ", outside [0, ", capacity_, ")");
+    torch::Tensor buf;
+    if (r.has_tensor(prefix + "storage")) {
+      buf = r.tensor(prefix + "storage");
+      if (buf.dim() != 2 || buf.size(0) != capacity_)
+        r.fail(prefix + "storage", "has shape ", buf.sizes(), " but the ring holds ", capacity_, " rows");
+    } else if (size > 0) {
+      r.fail(prefix + "storage", "is missing but the ring has ", size, " rows");
+    }
+    const auto last_begin = r.value<int64_t>(prefix + "last_push_begin");
+    const auto last_rows = r.value<int64_t>(prefix + "last_push_rows");
+    buf_ = r.placed(buf);
+    head_ = head;
+    size_ = size;
+    last_push_begin_ = last_begin;
+    last_push_rows_ = last_rows;
+    undo_.clear();
+    in_transaction_ = false;
   }
 
 private:

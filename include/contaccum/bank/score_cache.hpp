@@ -22,6 +22,7 @@
 #include <contaccum/bank/ring_buffer.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/loss/score_record.hpp>
+#include <contaccum/state/state_dict.hpp>
 
 #include <torch/torch.h>
 
@@ -264,6 +265,51 @@ private:
         .copy_(torch::logsumexp(table_.slice(0, 0, live * n).slice(1, j * g, std::min(blocks, (j + 1) * g)), 1));
   }
 
+public:
+  /// \brief Saves the tables as they are (an incremental cache rebuilt from scratch would
+  ///        differ in the last bits, and resume is bit for bit).
+  void save_state(StateDict& s, const std::string& prefix) const {
+    s.put(prefix + "pairs", pairs_);
+    s.put(prefix + "table", table_);
+    s.put(prefix + "groups", groups_);
+    s.set(prefix + "group_size", group_size_);
+    s.set(prefix + "reused", reused_);
+    s.set(prefix + "block_rows", n_);
+    s.set(prefix + "fixed_block_rows", block_);
+    s.set(prefix + "status", why_);
+    s.set(prefix + "valid", valid_);
+    s.set(prefix + "stale", stale_);
+    s.set(prefix + "just_built", just_built_);
+  }
+  /// \brief Restores saved tables; `rows` is the ring of the cache's rows (shapes checked).
+  void load_state(const StateReader& r, const std::string& prefix, int64_t ring_rows) {
+    auto optional = [&](const char* k) { return r.has_tensor(prefix + k) ? r.tensor(prefix + k) : torch::Tensor{}; };
+    auto pairs = optional("pairs"), table = optional("table"), groups = optional("groups");
+    for (const auto& [k, t] : {std::pair{"pairs", pairs}, {"table", table}, {"groups", groups}})
+      if (t.defined() && (t.dim() == 0 || t.size(0) > ring_rows))
+        r.fail(prefix + k, "has ", t.dim() ? t.size(0) : 0, " rows but the bank holds at most ", ring_rows);
+    const auto group_size = r.value<int64_t>(prefix + "group_size");
+    const auto reused = r.value<int64_t>(prefix + "reused");
+    const auto n = r.value<int64_t>(prefix + "block_rows");
+    const auto block = r.value<int64_t>(prefix + "fixed_block_rows");
+    auto why = r.value<std::string>(prefix + "status");
+    const auto valid = r.value<bool>(prefix + "valid"), stale = r.value<bool>(prefix + "stale"),
+               just_built = r.value<bool>(prefix + "just_built");
+    if (group_size < 1) r.fail(prefix + "group_size", "is ", group_size, " (must be >= 1)");
+    pairs_ = r.placed(pairs);
+    table_ = r.placed(table);
+    groups_ = r.placed(groups);
+    group_size_ = group_size;
+    reused_ = reused;
+    n_ = n;
+    block_ = block;
+    why_ = std::move(why);
+    valid_ = valid;
+    stale_ = stale;
+    just_built_ = just_built;
+  }
+
+private:
   torch::Tensor pairs_;   // (R): score of row slot i with slot i of the first column ring
   torch::Tensor table_;   // (R, B)
   torch::Tensor groups_;  // (R, ceil(B / g))

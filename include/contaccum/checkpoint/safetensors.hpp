@@ -12,6 +12,7 @@
 
 #include <contaccum/detail/error.hpp>
 #include <contaccum/detail/json_file.hpp>
+#include <contaccum/state/detail/files.hpp>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -236,26 +237,21 @@ struct SafetensorsHeader {
   return detail::read_safetensors_header(in, file).metadata;
 }
 
-/// \brief Writes tensors (any device, any layout) as a safetensors file.
-///
-/// Data are contiguous CPU copies laid out in name order; the header is padded with
-/// spaces to a multiple of 8 bytes, as the official writer does, so the buffer is aligned.
-/// The file is written beside the target and renamed, so a failed write leaves no half file.
-/// \code
-/// contaccum::save_safetensors("w.safetensors", {{"w", torch::randn({2, 3})}}, {{"format", "pt"}});
-/// \endcode
-inline void save_safetensors(const std::filesystem::path& file, const std::map<std::string, torch::Tensor>& tensors,
-                             const std::map<std::string, std::string>& metadata = {}) {
+namespace detail {
+/// \brief The bytes of a safetensors file holding `tensors` (`file` names it in errors).
+[[nodiscard]] inline std::string safetensors_bytes(const std::filesystem::path& file,
+                                                   const std::map<std::string, torch::Tensor>& tensors,
+                                                   const std::map<std::string, std::string>& metadata) {
   auto header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<torch::Tensor> data;
   uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
-    detail::require_safetensors(name != "__metadata__", file, "'__metadata__' is reserved and cannot name a tensor");
-    detail::require_safetensors(tensor.defined(), file, "tensor '", name, "' is undefined");
-    const auto* dtype = detail::find_safetensors_dtype(tensor.scalar_type());
-    detail::require_safetensors(dtype != nullptr, file, "tensor '", name, "': dtype ", tensor.scalar_type(),
-                                " has no safetensors name");
+    require_safetensors(name != "__metadata__", file, "'__metadata__' is reserved and cannot name a tensor");
+    require_safetensors(tensor.defined(), file, "tensor '", name, "' is undefined");
+    const auto* dtype = find_safetensors_dtype(tensor.scalar_type());
+    require_safetensors(dtype != nullptr, file, "tensor '", name, "': dtype ", tensor.scalar_type(),
+                        " has no safetensors name");
     auto c = tensor.detach().to(torch::kCPU).contiguous();
     const auto bytes = static_cast<uint64_t>(c.nbytes());
     header[name] = {{"dtype", std::string(dtype->name)},
@@ -267,22 +263,28 @@ inline void save_safetensors(const std::filesystem::path& file, const std::map<s
   auto text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t n = text.size();
+  std::string out;
+  out.reserve(8 + n + offset);
+  out.append(reinterpret_cast<const char*>(&n), 8);
+  out.append(text);
+  for (const auto& c : data)
+    if (c.nbytes() > 0) out.append(static_cast<const char*>(c.data_ptr()), c.nbytes());
+  return out;
+}
+}  // namespace detail
 
-  auto tmp = file;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    detail::require_safetensors(out.is_open(), file, "cannot open '", tmp.string(), "' for writing");
-    out.write(reinterpret_cast<const char*>(&n), 8);
-    out.write(text.data(), static_cast<std::streamsize>(n));
-    for (const auto& c : data)
-      if (c.nbytes() > 0) out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
-    out.close();
-    detail::require_safetensors(!out.fail(), file, "writing failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, file, ec);
-  detail::require_safetensors(!ec, file, "cannot move '", tmp.string(), "' into place: ", ec.message());
+/// \brief Writes tensors (any device, any layout) as a safetensors file.
+///
+/// Data are contiguous CPU copies laid out in name order; the header is padded with
+/// spaces to a multiple of 8 bytes, as the official writer does, so the buffer is aligned.
+/// The file is written beside the target, fsynced and renamed (every write checked), so a
+/// failed or killed write leaves the old file or none, never half of one.
+/// \code
+/// contaccum::save_safetensors("w.safetensors", {{"w", torch::randn({2, 3})}}, {{"format", "pt"}});
+/// \endcode
+inline void save_safetensors(const std::filesystem::path& file, const std::map<std::string, torch::Tensor>& tensors,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  detail::write_file_atomically(file, detail::safetensors_bytes(file, tensors, metadata));
 }
 
 /// \brief All tensors of a Hugging Face model folder (or of one safetensors file).

@@ -48,6 +48,7 @@
 #include <contaccum/pooling/normalized.hpp>
 #include <contaccum/strategy/full_batch.hpp>
 #include <contaccum/strategy/grad_accum.hpp>
+#include <contaccum/train/fit.hpp>
 #include <contaccum/train/trainer.hpp>
 
 #include <torch/torch.h>
@@ -168,6 +169,20 @@ namespace detail {
   return {trim_padding(b.queries), trim_padding(b.positives), {}};
 }
 
+// The cell's step batches for fit(): pool_batch(pool, s) for s = 0, 1, ... (a StepLoader).
+class pool_loader {
+public:
+  pool_loader(const PairBatch& pool, int64_t batch_size) : pool_(&pool), batch_size_(batch_size) {}
+  [[nodiscard]] PairBatch next() { return pool_batch(*pool_, position_++, batch_size_); }
+  void save_state(StateDict& s, const std::string& prefix) const { s.set(prefix + "position", position_); }
+  void load_state(const StateReader& r, const std::string& prefix) { position_ = r.value<int64_t>(prefix + "position"); }
+
+private:
+  const PairBatch* pool_;
+  int64_t batch_size_;
+  int64_t position_ = 0;
+};
+
 // Mean in-batch loss over `held_out` in chunks of `chunk` pairs (a short tail chunk is
 // left out when there is a full one, so every chunk has the same number of negatives).
 template <class Loss>
@@ -229,7 +244,8 @@ CellOutcome train_cell(const A& adapter, const GptNeox& start, double budget, co
                          .max_grad_norm = c.max_grad_norm};
   Trainer<GridEmbeddingModel, S, A, GridLoss> trainer(model, tc, S{}, adapter, loss);
   try {
-    for (int64_t s = 0; s < out.steps; ++s) trainer.step(pool_batch(pool, s, c.batch_size));
+    pool_loader loader(pool, c.batch_size);
+    fit(trainer, loader, {.steps = out.steps, .progress = false, .handle_signals = false});  // no run folder: a cell is short
   } catch (const non_finite_loss&) {
     out.diverged = true;
     return out;

@@ -15,8 +15,11 @@
 #include <contaccum/data/records.hpp>
 #include <contaccum/data/sampling.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/state/state_dict.hpp>
 #include <contaccum/tokenizers/batch.hpp>
 #include <contaccum/tokenizers/concepts.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <span>
@@ -94,12 +97,54 @@ public:
     return tokenize_pairs(tok_, pairs, config_.tokenize);
   }
 
+  /// \brief Where the loader stands (epoch, position) and what it reads (seed, examples,
+  ///        batch size), so a resumed run draws the very batches an unbroken one would.
+  void save_state(StateDict& s, const std::string& prefix) const {
+    s.set(prefix + "epoch", epoch_);
+    s.set(prefix + "cursor", cursor_);
+    s.set(prefix + "seed", sampler_.config().seed);
+    s.set(prefix + "examples", sampler_.size());
+    s.set(prefix + "batch_size", config_.batch_size);
+    s.set(prefix + "hard_negatives_per_query", sampler_.config().hard_negatives_per_query);
+    const auto settings = this->settings();  // named: items() does not extend its life
+    for (const auto& [k, v] : settings.items()) s.values[prefix + k] = v;
+  }
+  /// \brief Continues from a saved position; the data and sampling settings must match.
+  void load_state(const StateReader& r, const std::string& prefix) {
+    r.require_same(prefix + "seed", sampler_.config().seed);
+    r.require_same(prefix + "examples", sampler_.size());
+    r.require_same(prefix + "batch_size", config_.batch_size);
+    r.require_same(prefix + "hard_negatives_per_query", sampler_.config().hard_negatives_per_query);
+    const auto settings = this->settings();
+    for (const auto& [k, v] : settings.items()) r.require_same(prefix + k, v);
+    const auto epoch = r.value<std::uint64_t>(prefix + "epoch");
+    const auto cursor = r.value<std::size_t>(prefix + "cursor");
+    if (cursor > sampler_.size()) r.fail(prefix + "cursor", "is ", cursor, " but there are ", sampler_.size(), " examples");
+    order_ = sampler_.order(epoch);
+    epoch_ = epoch;
+    cursor_ = cursor;
+  }
+
   [[nodiscard]] std::uint64_t epoch() const { return epoch_; }
+  /// \brief Pairs of the current epoch already handed out.
+  [[nodiscard]] std::size_t position() const { return cursor_; }
   /// \brief Steps in one epoch (full batches only).
   [[nodiscard]] std::size_t steps_per_epoch() const { return sampler_.size() / static_cast<std::size_t>(config_.batch_size); }
   [[nodiscard]] const T& tokenizer() const { return tok_; }
 
 private:
+  // The sampling and tokenization settings a resumed run must share.
+  [[nodiscard]] nlohmann::json settings() const {
+    const auto& sc = sampler_.config();
+    const auto& t = config_.tokenize;
+    return {{"shuffle", sc.shuffle},
+            {"shuffle_positives", sc.shuffle_positives},
+            {"fallback_to_negatives", sc.fallback_to_negatives},
+            {"query_max_length", t.query_max_length},
+            {"passage_max_length", t.passage_max_length},
+            {"title_in_passage", t.title_in_passage}};
+  }
+
   PairSampler sampler_;
   T tok_;
   Config config_;

@@ -7,8 +7,12 @@
 /// that share a prefix of the positive. Lengths vary, so padding and masks are exercised.
 
 #include <contaccum/data/batch.hpp>
+#include <contaccum/detail/error.hpp>
+#include <contaccum/state/state_dict.hpp>
 
 #include <torch/torch.h>
+
+#include <string>
 
 namespace contaccum {
 
@@ -23,6 +27,18 @@ struct SyntheticPairsConfig {
 class SyntheticPairs {
 public:
   explicit SyntheticPairs(SyntheticPairsConfig c = {}) : c_(c), gen_(at::make_generator<at::CPUGeneratorImpl>(c.seed)) {}
+  // A copy draws on from the same position with its own generator (at::Generator alone
+  // would share one between the copies).
+  SyntheticPairs(const SyntheticPairs& o) : c_(o.c_), gen_(o.gen_.clone()) {}
+  SyntheticPairs& operator=(const SyntheticPairs& o) {
+    if (this != &o) {
+      c_ = o.c_;
+      gen_ = o.gen_.clone();
+    }
+    return *this;
+  }
+  SyntheticPairs(SyntheticPairs&&) = default;
+  SyntheticPairs& operator=(SyntheticPairs&&) = default;
 
   /// \brief n pairs (and n*m hard negatives) on the CPU.
   PairBatch next(int64_t n) {
@@ -58,6 +74,28 @@ public:
     return b;
   }
 
+  [[nodiscard]] const SyntheticPairsConfig& config() const { return c_; }
+
+  /// \brief The generator's position and the config, so a resumed run draws the same pairs.
+  void save_state(StateDict& s, const std::string& prefix) const {
+    s.put(prefix + "generator", gen_.get_state());
+    s.set(prefix + "seed", c_.seed);
+    s.set(prefix + "vocab_size", c_.vocab_size);
+    s.set(prefix + "hard_negatives", c_.hard_negatives);
+    s.set(prefix + "passage_length", c_.passage_length);
+    s.set(prefix + "query_length", c_.query_length);
+  }
+  void load_state(const StateReader& r, const std::string& prefix) {
+    r.require_same(prefix + "seed", c_.seed);
+    r.require_same(prefix + "vocab_size", c_.vocab_size);
+    r.require_same(prefix + "hard_negatives", c_.hard_negatives);
+    r.require_same(prefix + "passage_length", c_.passage_length);
+    r.require_same(prefix + "query_length", c_.query_length);
+    const auto now = gen_.get_state();
+    const auto& saved = r.tensor(prefix + "generator", now.sizes(), now.scalar_type());
+    gen_.set_state(saved.clone());
+  }
+
 private:
   int64_t randint(int64_t hi) { return torch::randint(hi, {1}, gen_).item<int64_t>(); }
   TokenBatch random_passages(int64_t n) {
@@ -70,6 +108,28 @@ private:
 
   SyntheticPairsConfig c_;
   at::Generator gen_;
+};
+
+/// \brief Step batches of `batch_size` synthetic pairs: a loader for fit() when there is no
+///        text (tests, smoke runs, benchmarks).
+class SyntheticLoader {
+public:
+  SyntheticLoader(SyntheticPairsConfig c, int64_t batch_size) : pairs_(c), batch_size_(batch_size) {
+    detail::require(batch_size > 0, "SyntheticLoader: batch_size must be positive, got ", batch_size);
+  }
+  [[nodiscard]] PairBatch next() { return pairs_.next(batch_size_); }
+  void save_state(StateDict& s, const std::string& prefix) const {
+    s.set(prefix + "batch_size", batch_size_);
+    pairs_.save_state(s, prefix);
+  }
+  void load_state(const StateReader& r, const std::string& prefix) {
+    r.require_same(prefix + "batch_size", batch_size_);
+    pairs_.load_state(r, prefix);
+  }
+
+private:
+  SyntheticPairs pairs_;
+  int64_t batch_size_;
 };
 
 }  // namespace contaccum

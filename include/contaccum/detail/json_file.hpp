@@ -5,6 +5,7 @@
 ///        "<what> <path> is not valid JSON: <parser's message>".
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/state/detail/files.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -27,13 +28,10 @@ namespace contaccum::detail {
   }
 }
 
-/// \brief Writes `j` to `path` (replacing it), indented as save_pretrained does, with a
-///        final newline.
+/// \brief Writes `j` to `path`, replacing it atomically (temporary file, fsync, rename),
+///        indented as save_pretrained does, with a final newline. Every write is checked.
 inline void write_json_file(const std::filesystem::path& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::trunc | std::ios::binary);
-  require(static_cast<bool>(out), "cannot write ", path.string());
-  out << j.dump(2) << '\n';
-  require(static_cast<bool>(out), "writing ", path.string(), " failed");
+  write_file_atomically(path, j.dump(2) + "\n");
 }
 
 }  // namespace contaccum::detail

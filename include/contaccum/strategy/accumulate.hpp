@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <span>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -105,6 +106,24 @@ public:
 
   /// \brief Keeps this step's pool changes (applied) or undoes them (the step failed).
   void finish_step(bool applied) { pool_.finish_step(applied); }
+
+  /// \brief The pool's state between steps (the schedules keep none across steps).
+  void save_state(StateDict& s, const std::string& prefix) const
+    requires Stateful<Pool>
+  {
+    s.set(prefix + "plan", std::string(name));
+    s.set(prefix + "split.encode_chunk", split_.encode_chunk);
+    s.set(prefix + "split.max_tokens", split_.max_tokens);
+    pool_.save_state(s, prefix);
+  }
+  void load_state(const StateReader& r, const std::string& prefix)
+    requires Stateful<Pool>
+  {
+    r.require_same(prefix + "plan", std::string(name));
+    r.require_same(prefix + "split.encode_chunk", split_.encode_chunk);
+    r.require_same(prefix + "split.max_tokens", split_.max_tokens);
+    pool_.load_state(r, prefix);
+  }
 
   [[nodiscard]] const MicroBatching& split() const { return split_; }
   [[nodiscard]] const Pool& pool() const { return pool_; }

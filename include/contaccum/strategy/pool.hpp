@@ -24,10 +24,12 @@
 #include <contaccum/loss/concepts.hpp>
 #include <contaccum/loss/loss_inputs.hpp>
 #include <contaccum/loss/score_record.hpp>
+#include <contaccum/state/state_dict.hpp>
 #include <contaccum/strategy/concepts.hpp>
 
 #include <torch/torch.h>
 
+#include <string>
 #include <string_view>
 
 namespace contaccum {
@@ -45,6 +47,9 @@ struct current_rows_only {
   }
   void after_unit(const LossInputs& /*in*/) {}
   void finish_step(bool /*applied*/) {}
+  /// Nothing outlives a step: a checkpoint holds nothing for these pools.
+  void save_state(StateDict& /*s*/, const std::string& /*prefix*/) const {}
+  void load_state(const StateReader& /*r*/, const std::string& /*prefix*/) {}
 };
 }  // namespace detail
 
@@ -126,6 +131,18 @@ public:
 
   [[nodiscard]] const B& bank() const { return bank_; }
   [[nodiscard]] B& bank() { return bank_; }
+
+  /// \brief The bank's state (a bank that is not Stateful cannot be checkpointed).
+  void save_state(StateDict& s, const std::string& prefix) const
+    requires Stateful<B>
+  {
+    bank_.save_state(s, prefix + "bank.");
+  }
+  void load_state(const StateReader& r, const std::string& prefix)
+    requires Stateful<B>
+  {
+    bank_.load_state(r, prefix + "bank.");
+  }
 
 private:
   void check_width(const torch::Tensor& q, int64_t step) const {

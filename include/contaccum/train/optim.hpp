@@ -4,6 +4,7 @@
 ///        weights), the learning-rate schedules of Hugging Face (linear warmup, then
 ///        constant, linear or cosine decay to 0), and per-group gradient norms.
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -15,6 +16,7 @@
 namespace contaccum {
 
 enum class Decay { constant, linear, cosine };
+NLOHMANN_JSON_SERIALIZE_ENUM(Decay, {{Decay::constant, "constant"}, {Decay::linear, "linear"}, {Decay::cosine, "cosine"}})
 
 /// \brief Learning-rate multiplier used for optimizer step `step` (0-based), as in
 ///        transformers' get_{constant,linear,cosine}_schedule_with_warmup.

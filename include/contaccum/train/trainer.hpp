@@ -31,6 +31,8 @@
 #include <contaccum/loss/info_nce.hpp>
 #include <contaccum/strategy/concepts.hpp>
 #include <contaccum/strategy/seam.hpp>
+#include <contaccum/state/state_dict.hpp>
+#include <contaccum/train/detail/trainer_state.hpp>
 #include <contaccum/train/optim.hpp>
 #include <contaccum/train/stats.hpp>
 
@@ -39,7 +41,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <memory>
+#include <string>
 
 namespace contaccum {
 
@@ -56,6 +60,15 @@ struct TrainerConfig {
   Decay decay = Decay::linear;
   double max_grad_norm = 2.0;  ///< clip the global gradient norm to this; 0 = no clipping
 };
+
+/// \brief A TrainerConfig as JSON, field by field (the checkpoint's config fingerprint).
+[[nodiscard]] inline nlohmann::json to_json(const TrainerConfig& c) {
+  return {{"micro_batch_size", c.micro_batch_size}, {"learning_rate", c.learning_rate},
+          {"weight_decay", c.weight_decay},         {"adam_beta1", c.adam_beta1},
+          {"adam_beta2", c.adam_beta2},             {"adam_eps", c.adam_eps},
+          {"warmup_steps", c.warmup_steps},         {"total_steps", c.total_steps},
+          {"decay", c.decay},                       {"max_grad_norm", c.max_grad_norm}};
+}
 
 namespace detail {
 /// The Trainer's backward seam: the collective's exchange, plain backward.
@@ -181,6 +194,65 @@ public:
     return stats;
   }
 
+  /// \brief Saves everything a resumed run needs to continue bit for bit: the step and
+  ///        counters, the config fingerprint, the model's tensors ("model."), AdamW's moments
+  ///        and step counts ("optimizer."), the strategy's bank ("strategy.") and every
+  ///        random generator ("rng."). Call it between steps.
+  template <class S2 = S>
+  void save_state(StateDict& s, const std::string& prefix = "") const {
+    static_assert(Stateful<S2>, CONTACCUM_BANNER
+                  "Trainer::save_state: the strategy is not Stateful (save_state/load_state): its pool or "
+                  "memory bank cannot be checkpointed");
+    s.set(prefix + "trainer.step", step_);
+    s.set(prefix + "trainer.negatives_per_query", negatives_per_query_);
+    s.set(prefix + "trainer.backward_calls", backward_calls_);
+    const auto config = to_json(config_), loss = loss_settings();  // named: items() does not extend their life
+    for (const auto& [field, v] : config.items()) s.values[prefix + "trainer.config." + field] = v;
+    for (const auto& [field, name] : policy_names()) s.set(prefix + "trainer.types." + field, name);
+    for (const auto& [field, v] : loss.items()) s.values[prefix + "trainer.loss." + field] = v;
+    detail::save_module_tensors(s, prefix + "model.", *model_);
+    detail::save_adamw(s, prefix + "optimizer.", *optimizer_, parameter_names());
+    strategy_.save_state(s, prefix + "strategy.");
+    detail::save_generators(s, prefix + "rng.");
+  }
+
+  /// \brief Restores a saved state. Everything is checked before anything changes: a config
+  ///        field, policy, model tensor, optimizer entry or bank setting that differs gives
+  ///        one invalid_input naming it, and the trainer is left as it was.
+  template <class S2 = S>
+  void load_state(const StateReader& r, const std::string& prefix = "") {
+    static_assert(Stateful<S2>, CONTACCUM_BANNER
+                  "Trainer::load_state: the strategy is not Stateful (save_state/load_state)");
+    std::string differing;
+    const auto config = to_json(config_), loss = loss_settings();  // named: items() does not extend their life
+    for (const auto& [field, now] : config.items()) {
+      const auto key = prefix + "trainer.config." + field;
+      if (!r.has_value(key)) r.fail(key, "is missing");
+      const auto saved = r.value<nlohmann::json>(key);
+      if (saved != now) differing += detail::cat("\n  TrainerConfig.", field, ": ", saved.dump(), " in the checkpoint, ",
+                                                 now.dump(), " in this trainer");
+    }
+    if (!differing.empty())
+      throw invalid_input(detail::cat("contaccum: checkpoint ", r.source(),
+                                      ": the trainer's config differs from the one that wrote it:", differing));
+    for (const auto& [field, name] : policy_names()) r.require_same(prefix + "trainer.types." + field, name);
+    for (const auto& [field, v] : loss.items()) r.require_same(prefix + "trainer.loss." + field, v);
+    const auto step = r.value<int64_t>(prefix + "trainer.step");
+    const auto m = r.value<int64_t>(prefix + "trainer.negatives_per_query");
+    const auto calls = r.value<int64_t>(prefix + "trainer.backward_calls");
+    if (step < 0) r.fail(prefix + "trainer.step", "is ", step);
+    const auto copies = detail::check_module_tensors(r, prefix + "model.", *model_);
+    auto moments = detail::check_adamw(r, prefix + "optimizer.", *optimizer_, parameter_names());
+    const auto generators = detail::check_generators(r, prefix + "rng.");
+    strategy_.load_state(r, prefix + "strategy.");  // all or nothing; the last check that can fail
+    detail::apply_tensor_copies(copies);
+    detail::apply_adamw(*optimizer_, moments);
+    detail::apply_generators(generators);
+    step_ = step;
+    negatives_per_query_ = m;
+    backward_calls_ = calls;
+  }
+
   Model& model() { return model_; }
   S& strategy() { return strategy_; }
   const Loss& loss() const { return loss_; }
@@ -194,6 +266,23 @@ public:
   [[nodiscard]] const std::vector<torch::Tensor>& trainable_parameters() const { return trainable_; }
 
 private:
+  [[nodiscard]] static std::map<std::string, std::string> policy_names() {
+    return {{"model", detail::type_name<Model>()}, {"strategy", detail::type_name<S>()},
+            {"adapter", detail::type_name<A>()},   {"loss", detail::type_name<Loss>()}};
+  }
+  // What a similarity-aware loss scores with (temperature, direction); {} for other losses.
+  [[nodiscard]] nlohmann::json loss_settings() const {
+    if constexpr (SimilarityAwareLoss<Loss>)
+      return {{"scale", loss_.similarity.scale()}, {"symmetric", loss_.symmetric}};
+    else
+      return nlohmann::json::object();
+  }
+  [[nodiscard]] std::map<const void*, std::string> parameter_names() const {
+    std::map<const void*, std::string> names;
+    for (const auto& p : model_->named_parameters()) names[p.value().unsafeGetTensorImpl()] = p.key();
+    return names;
+  }
+
   Model model_;
   TrainerConfig config_;
   S strategy_;
