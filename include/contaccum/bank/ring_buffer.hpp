@@ -107,7 +107,10 @@ public:
   /// \brief Saves storage, head, size and the last push (a transaction must not be open).
   void save_state(StateDict& s, const std::string& prefix) const {
     detail::require(!in_transaction_, name_, ": cannot save its state inside an optimizer step");
-    s.put(prefix + "storage", buf_);
+    // the live rows only: before the first wrap they are rows [0, size) and the rest of the
+    // storage was never written (uninitialized memory has no place in a checkpoint)
+    if (buf_.defined()) s.put(prefix + "storage", buf_.slice(0, 0, size_));
+    s.set(prefix + "width", width());
     s.set(prefix + "capacity", capacity_);
     s.set(prefix + "head", head_);
     s.set(prefix + "size", size_);
@@ -124,9 +127,12 @@ public:
       r.fail(prefix + "head", "is ", head, ", outside [0, ", capacity_, ")");
     torch::Tensor buf;
     if (r.has_tensor(prefix + "storage")) {
-      buf = r.tensor(prefix + "storage");
-      if (buf.dim() != 2 || buf.size(0) != capacity_)
-        r.fail(prefix + "storage", "has shape ", buf.sizes(), " but the ring holds ", capacity_, " rows");
+      const auto& live = r.tensor(prefix + "storage");
+      const auto width = r.value<int64_t>(prefix + "width");
+      if (live.dim() != 2 || live.size(0) != size || live.size(1) != width)
+        r.fail(prefix + "storage", "has shape ", live.sizes(), " but the ring holds ", size, " rows of width ", width);
+      buf = torch::zeros({capacity_, width}, live.options());
+      buf.slice(0, 0, size).copy_(live);
     } else if (size > 0) {
       r.fail(prefix + "storage", "is missing but the ring has ", size, " rows");
     }

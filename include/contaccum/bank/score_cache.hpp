@@ -148,7 +148,7 @@ private:
       group_size_ = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(blocks)))));
       table_ = torch::empty({rows.capacity(), blocks}, st.options());
       groups_ = torch::empty({rows.capacity(), (blocks + group_size_ - 1) / group_size_}, st.options());
-      pairs_ = torch::empty({rows.capacity()}, st.options());
+      pairs_ = torch::zeros({rows.capacity()}, st.options());  // zeros: a checkpoint holds no uninitialized bytes
       stale_ = true;
     }
     if (stale_) {
