@@ -13,6 +13,7 @@
 #include <contaccum/loss/score_record.hpp>
 #include <contaccum/state/state_dict.hpp>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <string>
@@ -190,12 +191,7 @@ public:
   ///        the score cache's tables, so a resumed run scores exactly as an unbroken one.
   void save_state(StateDict& s, const std::string& prefix) const {
     detail::require(!in_step_, "DualBank: cannot save its state inside an optimizer step");
-    s.set(prefix + "config.capacity", config_.capacity);
-    s.set(prefix + "config.query_bank", config_.query_bank);
-    s.set(prefix + "config.hard_negative_bank", config_.hard_negative_bank);
-    s.set(prefix + "config.persist_across_steps", config_.persist_across_steps);
-    s.set(prefix + "config.cache_scores", config_.cache_scores);
-    s.set(prefix + "config.block_rows", config_.block_rows);
+    s.set_all(prefix + "config.", settings());
     s.set(prefix + "hard_negatives_per_query", m_);
     s.set(prefix + "block_rows", block_rows_);
     s.set(prefix + "hard_negative_capacity", hard_negatives_.capacity());
@@ -211,12 +207,7 @@ public:
   /// \brief Restores a saved bank of the same configuration (a differing BankConfig field is
   ///        named). All or nothing: the bank is unchanged when anything does not fit.
   void load_state(const StateReader& r, const std::string& prefix) {
-    r.require_same(prefix + "config.capacity", config_.capacity);
-    r.require_same(prefix + "config.query_bank", config_.query_bank);
-    r.require_same(prefix + "config.hard_negative_bank", config_.hard_negative_bank);
-    r.require_same(prefix + "config.persist_across_steps", config_.persist_across_steps);
-    r.require_same(prefix + "config.cache_scores", config_.cache_scores);
-    r.require_same(prefix + "config.block_rows", config_.block_rows);
+    r.require_same_all(prefix + "config.", settings());
     DualBank next(config_);  // filled, then swapped in
     next.m_ = r.value<int64_t>(prefix + "hard_negatives_per_query");
     const auto hn_capacity = r.value<int64_t>(prefix + "hard_negative_capacity");
@@ -237,6 +228,15 @@ public:
   }
 
 private:
+  // The BankConfig a resumed run must share, field by field.
+  [[nodiscard]] nlohmann::json settings() const {
+    return {{"capacity", config_.capacity},
+            {"query_bank", config_.query_bank},
+            {"hard_negative_bank", config_.hard_negative_bank},
+            {"persist_across_steps", config_.persist_across_steps},
+            {"cache_scores", config_.cache_scores},
+            {"block_rows", config_.block_rows}};
+  }
   [[nodiscard]] bool scoring() const { return config_.cache_scores && static_cast<bool>(embed_); }
   [[nodiscard]] std::vector<const RingBuffer*> passage_rings() const {
     std::vector<const RingBuffer*> r{&positives_};

@@ -106,8 +106,7 @@ public:
     s.set(prefix + "examples", sampler_.size());
     s.set(prefix + "batch_size", config_.batch_size);
     s.set(prefix + "hard_negatives_per_query", sampler_.config().hard_negatives_per_query);
-    const auto settings = this->settings();  // named: items() does not extend its life
-    for (const auto& [k, v] : settings.items()) s.values[prefix + k] = v;
+    s.set_all(prefix, settings());
   }
   /// \brief Continues from a saved position; the data and sampling settings must match.
   void load_state(const StateReader& r, const std::string& prefix) {
@@ -115,8 +114,7 @@ public:
     r.require_same(prefix + "examples", sampler_.size());
     r.require_same(prefix + "batch_size", config_.batch_size);
     r.require_same(prefix + "hard_negatives_per_query", sampler_.config().hard_negatives_per_query);
-    const auto settings = this->settings();
-    for (const auto& [k, v] : settings.items()) r.require_same(prefix + k, v);
+    r.require_same_all(prefix, settings());
     const auto epoch = r.value<std::uint64_t>(prefix + "epoch");
     const auto cursor = r.value<std::size_t>(prefix + "cursor");
     if (cursor > sampler_.size()) r.fail(prefix + "cursor", "is ", cursor, " but there are ", sampler_.size(), " examples");

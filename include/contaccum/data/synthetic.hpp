@@ -10,6 +10,7 @@
 #include <contaccum/detail/error.hpp>
 #include <contaccum/state/state_dict.hpp>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <string>
@@ -79,24 +80,23 @@ public:
   /// \brief The generator's position and the config, so a resumed run draws the same pairs.
   void save_state(StateDict& s, const std::string& prefix) const {
     s.put(prefix + "generator", gen_.get_state());
-    s.set(prefix + "seed", c_.seed);
-    s.set(prefix + "vocab_size", c_.vocab_size);
-    s.set(prefix + "hard_negatives", c_.hard_negatives);
-    s.set(prefix + "passage_length", c_.passage_length);
-    s.set(prefix + "query_length", c_.query_length);
+    s.set_all(prefix, settings());
   }
   void load_state(const StateReader& r, const std::string& prefix) {
-    r.require_same(prefix + "seed", c_.seed);
-    r.require_same(prefix + "vocab_size", c_.vocab_size);
-    r.require_same(prefix + "hard_negatives", c_.hard_negatives);
-    r.require_same(prefix + "passage_length", c_.passage_length);
-    r.require_same(prefix + "query_length", c_.query_length);
+    r.require_same_all(prefix, settings());
     const auto now = gen_.get_state();
     const auto& saved = r.tensor(prefix + "generator", now.sizes(), now.scalar_type());
     gen_.set_state(saved.clone());
   }
 
 private:
+  [[nodiscard]] nlohmann::json settings() const {
+    return {{"seed", c_.seed},
+            {"vocab_size", c_.vocab_size},
+            {"hard_negatives", c_.hard_negatives},
+            {"passage_length", c_.passage_length},
+            {"query_length", c_.query_length}};
+  }
   int64_t randint(int64_t hi) { return torch::randint(hi, {1}, gen_).item<int64_t>(); }
   TokenBatch random_passages(int64_t n) {
     const auto t = c_.passage_length;

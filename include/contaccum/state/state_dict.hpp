@@ -43,6 +43,10 @@ struct StateDict {
   void set(const std::string& key, const T& v) {
     values[key] = v;
   }
+  /// \brief Stores every field of a settings object under `prefix` (prefix + field).
+  void set_all(const std::string& prefix, const nlohmann::json& settings) {
+    for (const auto& [field, v] : settings.items()) values[prefix + field] = v;
+  }
 };
 
 /// \brief Reads a StateDict back with errors that name the checkpoint, the file and the key.
@@ -110,6 +114,10 @@ public:
     if (!(saved == now))
       fail(key, "is ", nlohmann::json(saved).dump(), " in the checkpoint but ", nlohmann::json(now).dump(),
            " in this run");
+  }
+  /// \brief require_same for every field of a settings object saved with StateDict::set_all.
+  void require_same_all(const std::string& prefix, const nlohmann::json& settings) const {
+    for (const auto& [field, v] : settings.items()) require_same(prefix + field, v);
   }
   /// \brief Keys under `prefix` (tensors and values), for "unexpected entry" checks.
   [[nodiscard]] std::vector<std::string> keys_under(const std::string& prefix) const {

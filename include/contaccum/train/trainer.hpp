@@ -206,10 +206,9 @@ public:
     s.set(prefix + "trainer.step", step_);
     s.set(prefix + "trainer.negatives_per_query", negatives_per_query_);
     s.set(prefix + "trainer.backward_calls", backward_calls_);
-    const auto config = to_json(config_), loss = loss_settings();  // named: items() does not extend their life
-    for (const auto& [field, v] : config.items()) s.values[prefix + "trainer.config." + field] = v;
+    s.set_all(prefix + "trainer.config.", to_json(config_));
     for (const auto& [field, name] : policy_names()) s.set(prefix + "trainer.types." + field, name);
-    for (const auto& [field, v] : loss.items()) s.values[prefix + "trainer.loss." + field] = v;
+    s.set_all(prefix + "trainer.loss.", loss_settings());
     detail::save_module_tensors(s, prefix + "model.", *model_);
     detail::save_adamw(s, prefix + "optimizer.", *optimizer_, parameter_names());
     strategy_.save_state(s, prefix + "strategy.");
@@ -224,7 +223,7 @@ public:
     static_assert(Stateful<S2>, CONTACCUM_BANNER
                   "Trainer::load_state: the strategy is not Stateful (save_state/load_state)");
     std::string differing;
-    const auto config = to_json(config_), loss = loss_settings();  // named: items() does not extend their life
+    const auto config = to_json(config_);  // named: items() does not extend its life
     for (const auto& [field, now] : config.items()) {
       const auto key = prefix + "trainer.config." + field;
       if (!r.has_value(key)) r.fail(key, "is missing");
@@ -236,7 +235,7 @@ public:
       throw invalid_input(detail::cat("contaccum: checkpoint ", r.source(),
                                       ": the trainer's config differs from the one that wrote it:", differing));
     for (const auto& [field, name] : policy_names()) r.require_same(prefix + "trainer.types." + field, name);
-    for (const auto& [field, v] : loss.items()) r.require_same(prefix + "trainer.loss." + field, v);
+    r.require_same_all(prefix + "trainer.loss.", loss_settings());
     const auto step = r.value<int64_t>(prefix + "trainer.step");
     const auto m = r.value<int64_t>(prefix + "trainer.negatives_per_query");
     const auto calls = r.value<int64_t>(prefix + "trainer.backward_calls");
