@@ -66,3 +66,35 @@ if(CONTACCUM_WITH_FAISS AND NOT TARGET contaccum::faiss)
             "OpenMP: ${OpenMP_CXX_FOUND}); install libfaiss-dev or set CONTACCUM_WITH_FAISS=OFF")
   endif()
 endif()
+
+# Optional c10d (include/contaccum/dist/c10d.hpp): multi-process training on LibTorch's own
+# ProcessGroupGloo and TCPStore. The wheel ships c10d's headers and symbols but not gloo's
+# headers, which ProcessGroupGloo.hpp includes; Debian's libgloo-dev provides them. They
+# serve declarations only (docs/distributed.md): ProcessGroupGloo keeps gloo objects behind
+# pointers and every gloo call happens inside libtorch_cpu.
+if(NOT DEFINED CONTACCUM_WITH_C10D)
+  set(CONTACCUM_WITH_C10D AUTO)
+endif()
+if(CONTACCUM_WITH_C10D AND NOT TARGET contaccum::c10d)
+  include(FindPackageMessage)
+  find_path(CONTACCUM_GLOO_INCLUDE_DIR gloo/rendezvous/store.h)
+  set(_contaccum_pg_header "")
+  foreach(_dir IN LISTS TORCH_INCLUDE_DIRS)
+    if(EXISTS "${_dir}/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp")
+      set(_contaccum_pg_header "${_dir}/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp")
+    endif()
+  endforeach()
+  if(CONTACCUM_GLOO_INCLUDE_DIR AND _contaccum_pg_header)
+    add_library(contaccum::c10d INTERFACE IMPORTED GLOBAL)
+    set_target_properties(contaccum::c10d PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${CONTACCUM_GLOO_INCLUDE_DIR}")
+    find_package_message(contaccum_c10d "contaccum: c10d/Gloo: gloo headers in ${CONTACCUM_GLOO_INCLUDE_DIR} (dist/c10d.hpp on)"
+                         "[${CONTACCUM_GLOO_INCLUDE_DIR}][${_contaccum_pg_header}]")
+  elseif(CONTACCUM_WITH_C10D STREQUAL "AUTO")
+    find_package_message(contaccum_c10d "contaccum: gloo headers not found (dist/c10d.hpp off; apt install libgloo-dev)" "[none]")
+  else()
+    message(FATAL_ERROR "contaccum: CONTACCUM_WITH_C10D=${CONTACCUM_WITH_C10D} but gloo's headers "
+            "(${CONTACCUM_GLOO_INCLUDE_DIR}) or LibTorch's ProcessGroupGloo.hpp were not found; "
+            "install libgloo-dev or set CONTACCUM_WITH_C10D=OFF")
+  endif()
+  unset(_contaccum_pg_header)
+endif()

@@ -11,7 +11,7 @@ cd "$here"
 
 apt_pkgs=(build-essential cmake ninja-build pkg-config git
           librange-v3-dev libboost1.81-dev catch2 nlohmann-json3-dev
-          libopenblas-dev gnuplot-nox libicu-dev libpcre2-dev libfaiss-dev)
+          libopenblas-dev gnuplot-nox libicu-dev libpcre2-dev libfaiss-dev libgloo-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,7 +33,7 @@ struct TrainConfig {
 
 inline constexpr const char* train_usage =
     "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR] [--save-every N] "
-    "[--eval-every N] [--resume | --fresh]";
+    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--resume | --fresh]";
 
 // The step records of a run's log.jsonl (all of them: a resumed run's too), for the plots.
 inline std::vector<ca::StepStats> read_step_log(const fs::path& file) {
@@ -120,6 +120,11 @@ inline int train(Args& args) {
   c.steps = args.integer("--steps", c.steps);
   c.save_every = args.integer("--save-every", c.save_every);
   c.eval_every = args.integer("--eval-every", c.eval_every);
+  c.eval_queries = args.integer("--eval-queries", c.eval_queries);  // the test set; the dev set is never larger
+  c.eval_corpus = args.integer("--eval-corpus", c.eval_corpus);
+  ca::detail::require(c.eval_queries > 0 && c.eval_corpus > 0, "--eval-queries and --eval-corpus must be positive");
+  c.dev_queries = std::min(c.dev_queries, c.eval_queries);
+  c.dev_corpus = std::min(c.dev_corpus, c.eval_corpus);
   c.out = args.text("--out", c.out.string());
   c.data = args.text("--data", c.data.string());
   c.model = args.text("--model", c.model.string());

@@ -33,6 +33,7 @@
 #include <contaccum/checkpoint/load_gpt_neox.hpp>
 #include <contaccum/tokenizers/tokenizers.hpp>
 #include <contaccum/data/loader.hpp>
+#include <contaccum/data/shard.hpp>
 #include <contaccum/encoders/embed.hpp>
 #include <contaccum/checkpoint/sentence_transformers.hpp>
 #include <contaccum/pooling/cls.hpp>
@@ -51,6 +52,9 @@
 #include <contaccum/strategy/accumulate.hpp>
 #include <contaccum/strategy/strategies.hpp>
 #include <contaccum/dist/single_process.hpp>
+#ifdef CONTACCUM_WITH_C10D
+#include <contaccum/dist/c10d.hpp>  // optional: CMake defines it when it finds gloo's headers
+#endif
 #include <contaccum/adapters/full_fine_tune.hpp>
 #include <contaccum/adapters/bias_only.hpp>
 #include <contaccum/adapters/block_freeze.hpp>

@@ -16,7 +16,8 @@ work="$2"
 shift 2
 inputs=("$@")
 steps=10
-job=(--quick --steps "$steps" --save-every 2 --eval-every 5 "${inputs[@]}")
+# small evaluation sets: what is checked here is the run's state, not its metrics
+job=(--quick --steps "$steps" --save-every 2 --eval-every 5 --eval-queries 20 --eval-corpus 120 "${inputs[@]}")
 
 rm -rf "$work"
 mkdir -p "$work"

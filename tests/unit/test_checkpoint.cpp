@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/resource.h>
 
 namespace fs = std::filesystem;
 using namespace contaccum;
@@ -568,4 +571,49 @@ TEST_CASE("StateReader errors name the source and the key", "[checkpoint][errors
   auto placed = r.placed(s.tensors.at("t.w"));
   placed.fill_(1);
   CHECK(torch::equal(s.tensors.at("t.w"), torch::zeros({3})));
+}
+
+TEST_CASE("A write that fails (file size limit, as a full disk) is a clear error and leaves the last checkpoint whole",
+          "[checkpoint][errors]") {
+  const auto dir = test::scratch_dir("checkpoint_full_disk");
+  auto trainer = test::make_tiny_trainer<GradAccum<>>();
+  auto loader = test::tiny_loader();
+  fit(trainer, loader, {.steps = 2, .out = dir, .save_every = 1, .progress = false});
+  const auto before = CheckpointFolder(dir / "checkpoints").latest();
+  REQUIRE(before);
+
+  // Files may not grow past 4 KiB from here: every checkpoint file is larger, the log is not.
+  // The kernel then fails write() with EFBIG, the way a full disk fails it with ENOSPC.
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = 4096;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  std::string message;
+  try {
+    fit(trainer, loader, {.steps = 3, .out = dir, .save_every = 1, .resume = true, .progress = false});
+  } catch (const contaccum::error& e) {
+    message = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+
+  INFO(message);
+  CHECK_THAT(message, Catch::Contains("failed: File too large"));
+  CHECK_THAT(message, Catch::Contains((dir / "checkpoints").string()));
+  CHECK(trainer.steps_done() == 3);  // the step ran; only its checkpoint could not be written
+  CheckpointFolder folder(dir / "checkpoints");  // recovers the failed writer's leftovers
+  CHECK(folder.latest() == before);
+  const auto c = read_checkpoint(*before);  // whole: verified
+  CHECK(c.step == 2);
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
+    CHECK(e.path().filename().string().rfind(".tmp-", 0) != 0);  // the temporary folder is gone
+
+  // With room again the run goes on from the intact checkpoint.
+  auto again = test::make_tiny_trainer<GradAccum<>>();
+  auto loader2 = test::tiny_loader();
+  const auto r = fit(again, loader2, {.steps = 3, .out = dir, .save_every = 1, .resume = true, .progress = false});
+  CHECK(r.first_step == 2);
+  CHECK(CheckpointFolder(dir / "checkpoints").latest() != before);
 }

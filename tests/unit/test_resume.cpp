@@ -9,6 +9,7 @@
 #include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
+#include "support/child_process.hpp"
 #include "support/helpers.hpp"
 #include "support/tiny_trainer.hpp"
 
@@ -26,12 +27,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 using namespace contaccum;
@@ -58,8 +53,6 @@ int worker_run(const fs::path& dir, int64_t steps, bool resume, int64_t save_eve
   return r.exit_code();
 }
 
-std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
-
 // Runs a worker to the end; its exit status.
 int run_child(const std::vector<std::string>& args) {
   std::string cmd = "'" + self_exe() + "' --worker";
@@ -69,31 +62,7 @@ int run_child(const std::vector<std::string>& args) {
 }
 
 // Starts a worker without waiting; its pid.
-pid_t spawn_child(const std::vector<std::string>& args) {
-  std::vector<std::string> all{self_exe(), "--worker"};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  REQUIRE(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) == 0);
-  return pid;
-}
-
-bool wait_for_file(const fs::path& p, double seconds) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < until) {
-    if (fs::exists(p)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
-int wait_child(pid_t pid) {
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+pid_t spawn_child(const std::vector<std::string>& args) { return spawn_self("--worker", args); }
 
 // step -> loss of every step record in a log.jsonl; every step must appear once.
 std::map<int64_t, double> step_losses(const fs::path& log) {

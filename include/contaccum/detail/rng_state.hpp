@@ -7,6 +7,7 @@
 #include <ATen/Context.h>
 #include <torch/cuda.h>
 
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -33,7 +34,19 @@ public:
       write(at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, i)), cuda_[i]);
   }
 
+  /// \brief Seeds every default generator (CPU and each CUDA device) with `seed`.
+  static void seed_all(uint64_t seed) {
+    seed_one(at::globalContext().defaultGenerator(c10::DeviceType::CPU), seed);
+    for (int i = 0; i < cuda_devices(); ++i)
+      seed_one(at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, i)), seed);
+  }
+
 private:
+  static void seed_one(const at::Generator& g, uint64_t seed) {
+    auto& gen = const_cast<at::Generator&>(g);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
   static int cuda_devices() { return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
   static at::Tensor read(const at::Generator& g) {
     auto& gen = const_cast<at::Generator&>(g);
@@ -49,5 +62,19 @@ private:
   at::Tensor cpu_;
   std::vector<at::Tensor> cuda_;
 };
+
+/// \brief splitmix64's finalizer: a well-mixed 64-bit word from any 64-bit word.
+[[nodiscard]] constexpr uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+/// \brief The seed of a step's global forward chunk: distinct (step, chunk) pairs give
+///        unrelated seeds.
+[[nodiscard]] constexpr uint64_t chunk_seed(uint64_t seed, int64_t step, int64_t chunk) {
+  return mix64(mix64(mix64(seed) ^ static_cast<uint64_t>(step)) ^ static_cast<uint64_t>(chunk));
+}
 
 }  // namespace contaccum::detail

@@ -16,8 +16,11 @@ namespace contaccum {
 struct SingleProcess {
   LossInputs exchange(const LossInputs& in) const { return in; }
   void reduce_gradients(std::vector<torch::Tensor>& /*params*/) const {}
+  void begin_step(int64_t /*step*/) const {}
+  [[nodiscard]] bool any_rank(bool flag) const { return flag; }
   [[nodiscard]] int64_t world_size() const { return 1; }
   [[nodiscard]] int64_t rank() const { return 0; }
 };
+static_assert(MultiProcessCollective<SingleProcess>);
 
 }  // namespace contaccum

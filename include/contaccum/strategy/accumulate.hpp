@@ -95,11 +95,20 @@ public:
     const std::span<const PairBatch> all(chunks);
     Accumulation out{.micro_batches = k};
     // rows per loss unit, the bank's block: 0 when a token budget makes them vary
-    pool_.begin_step(loss, step_units ? batch.size() : (split_.max_tokens > 0 ? 0 : std::min(rows, batch.size())));
-    if constexpr (step_units) {
-      run_unit(model, loss, all, 1, 0, ctx, seam, out);
-    } else {
-      for (int64_t j = 0; j < k; ++j) run_unit(model, loss, all.subspan(j, 1), k, j, ctx, seam, out);
+    // Loss units: the whole step, or N_local rows each (made of one forward, or of several
+    // encode_chunk-row forwards when encode_chunk divides N_local).
+    const int64_t per_unit = step_units ? k : chunks_per_unit(batch, ctx);
+    const int64_t unit_rows =
+        step_units ? batch.size() : (split_.max_tokens > 0 ? 0 : std::min(rows * per_unit, batch.size()));
+    pool_.begin_step(loss, unit_rows * ctx.world_size);  // rows per enqueue after the exchange
+    ChunkSeeds seeds{.seed = ctx.dropout_seed, .step = ctx.step, .first = 0, .chunks = k,
+                     .world = ctx.world_size, .rank = ctx.rank, .step_units = step_units};
+    const int64_t units = (k + per_unit - 1) / per_unit;
+    for (int64_t u = 0; u < units; ++u) {
+      seeds.first = u * per_unit;
+      const auto count = std::min(per_unit, k - seeds.first);
+      run_unit(model, loss, all.subspan(static_cast<size_t>(seeds.first), static_cast<size_t>(count)), units, u, ctx,
+               seam, seeds, out);
     }
     return out;
   }
@@ -141,6 +150,18 @@ public:
   }
 
 private:
+  // Forwards per loss unit when each unit is N_local rows (the pools that score a
+  // micro-batch at a time): 1, or N_local / encode_chunk.
+  [[nodiscard]] int64_t chunks_per_unit(const PairBatch& batch, const StepContext& ctx) const {
+    if (split_.encode_chunk <= 0 || split_.max_tokens > 0) return 1;
+    const auto n_local = std::min(ctx.micro_batch_size, batch.size());
+    if (split_.encode_chunk >= n_local) return 1;
+    detail::require(n_local % split_.encode_chunk == 0, "step ", ctx.step, ": MicroBatching.encode_chunk (",
+                    split_.encode_chunk, ") must divide the micro-batch size N_local (", n_local,
+                    ") for ", name, ": each loss unit of N_local rows is encoded in forwards of encode_chunk rows");
+    return n_local / split_.encode_chunk;
+  }
+
   [[nodiscard]] int64_t rows_per_forward(const PairBatch& batch, const StepContext& ctx) const {
     if (split_.encode_chunk > 0) return split_.encode_chunk;
     if constexpr (!Schedule::whole_step && Pool::scope == PoolScope::step) return batch.size();  // FullBatch
@@ -149,8 +170,8 @@ private:
 
   template <class M, class L>
   void run_unit(M& model, const L& loss, std::span<const PairBatch> chunks, int64_t units, int64_t index,
-                const StepContext& ctx, BackwardSeam& seam, Accumulation& out) {
-    const EncodedRows rows = schedule_.encode(model, chunks);
+                const StepContext& ctx, BackwardSeam& seam, const ChunkSeeds& seeds, Accumulation& out) {
+    const EncodedRows rows = schedule_.encode(model, chunks, seeds);
     detail::check_width(rows.queries, rows.positives, ctx.step);
     LossInputs in = seam.exchange({.queries = rows.queries, .positives = rows.positives,
                                    .hard_negatives = rows.hard_negatives});

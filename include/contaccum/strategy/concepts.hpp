@@ -19,6 +19,7 @@
 /// result, then calls finish_step(applied).
 
 #include <contaccum/data/batch.hpp>
+#include <contaccum/detail/rng_state.hpp>
 #include <contaccum/encoders/concepts.hpp>
 #include <contaccum/loss/concepts.hpp>
 #include <contaccum/loss/loss_inputs.hpp>
@@ -38,6 +39,38 @@ struct StepContext {
   int64_t step = 0;              ///< 0-based optimizer step (for error messages)
   int64_t micro_batch_size = 8;  ///< N_local
   BackwardSeam* seam = nullptr;  ///< the Trainer's seam; nullptr = the plain one-process seam
+  int64_t world_size = 1;        ///< processes that share the step (the collective's)
+  int64_t rank = 0;              ///< this process among them
+  int64_t dropout_seed = -1;     ///< >= 0: seed every forward chunk (ChunkSeeds); -1: generators run on
+};
+
+/// \brief Where a loss unit's forward chunks draw their dropout masks from.
+///
+/// Off (seed < 0), the generators simply run on. On, each chunk's generators (CPU and every
+/// CUDA device) are seeded from (seed, step, the chunk's *global* index) before its query
+/// tower runs, so the masks depend on which rows a chunk holds, not on the process: a step
+/// split over W processes draws what one process drawing the same chunks would. The global
+/// index of this rank's chunk j (of K this step) is rank * K + j when the loss unit is the
+/// whole step (rank r holds the step's r-th contiguous share) and j * W + rank when each
+/// micro-batch is a unit (global micro-batch j is every rank's j-th).
+struct ChunkSeeds {
+  int64_t seed = -1;
+  int64_t step = 0;
+  int64_t first = 0;      ///< the unit's first chunk, counted in the step
+  int64_t chunks = 1;     ///< K: this rank's chunks in the step
+  int64_t world = 1, rank = 0;
+  bool step_units = false;
+
+  [[nodiscard]] bool on() const { return seed >= 0; }
+  /// \brief The global index of the unit's j-th chunk.
+  [[nodiscard]] int64_t global_index(int64_t j) const {
+    const int64_t local = first + j;
+    return step_units ? rank * chunks + local : local * world + rank;
+  }
+  /// \brief Seeds the generators for the unit's j-th chunk (nothing when off).
+  void enter(int64_t j) const {
+    if (on()) detail::rng_state::seed_all(detail::chunk_seed(static_cast<uint64_t>(seed), step, global_index(j)));
+  }
 };
 
 /// \brief What a strategy's accumulate() reports.
@@ -62,10 +95,10 @@ template <class S, class Model>
 concept EncodeScheduleFor =
     std::default_initializable<S> && BiEncoder<Model> &&
     requires(S s, Model& m, std::span<const PairBatch> chunks, const torch::Tensor& loss, int64_t units,
-             BackwardSeam& seam) {
+             BackwardSeam& seam, const ChunkSeeds& seeds) {
       { S::name } -> std::convertible_to<std::string_view>;
       { S::whole_step } -> std::convertible_to<bool>;
-      { s.encode(m, chunks) } -> std::same_as<EncodedRows>;
+      { s.encode(m, chunks, seeds) } -> std::same_as<EncodedRows>;
       s.backward(m, chunks, loss, units, seam);
     };
 

@@ -38,14 +38,17 @@ struct Direct {
 
   /// \brief The chunks' embeddings with their graphs: q (n, H), p (n, H), h (n*m, H).
   template <BiEncoder M>
-  EncodedRows encode(M& model, std::span<const PairBatch> chunks) {
+  EncodedRows encode(M& model, std::span<const PairBatch> chunks, const ChunkSeeds& seeds = {}) {
     if (chunks.size() == 1) {  // queries first: the generators' draws keep the order they always had
+      seeds.enter(0);
       auto q = model->encode_queries(chunks.front().queries);  // (n, H)
       auto d = detail::encode_passages(model, chunks.front());
       return {q, d.positives, d.hard_negatives};
     }
     std::vector<torch::Tensor> qs, ps, hs;
-    for (const PairBatch& mb : chunks) {
+    for (size_t j = 0; j < chunks.size(); ++j) {
+      const PairBatch& mb = chunks[j];
+      seeds.enter(static_cast<int64_t>(j));
       qs.push_back(model->encode_queries(mb.queries));  // (n_j, H)
       auto d = detail::encode_passages(model, mb);
       ps.push_back(d.positives);
@@ -70,14 +73,16 @@ public:
   /// \brief Detached leaf embeddings of every chunk, concatenated in step order:
   ///        q (N, H), p (N, H), h (N*m, H). The generator states are kept for the replay.
   template <BiEncoder M>
-  EncodedRows encode(M& model, std::span<const PairBatch> chunks) {
+  EncodedRows encode(M& model, std::span<const PairBatch> chunks, const ChunkSeeds& seeds = {}) {
     rng_q_.clear();
     rng_d_.clear();
     q_leaf_.clear();
     d_leaf_.clear();
     {
       torch::NoGradGuard no_grad;
-      for (const PairBatch& mb : chunks) {
+      for (size_t j = 0; j < chunks.size(); ++j) {
+        const PairBatch& mb = chunks[j];
+        seeds.enter(static_cast<int64_t>(j));
         rng_q_.push_back(detail::rng_state::capture());
         q_leaf_.push_back(model->encode_queries(mb.queries).detach().requires_grad_(true));  // (n_j, H)
         rng_d_.push_back(detail::rng_state::capture());

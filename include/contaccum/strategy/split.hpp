@@ -24,9 +24,11 @@ namespace contaccum {
 /// \brief How a strategy cuts a step into forward passes.
 struct MicroBatching {
   /// Rows (pairs) per forward; 0 = TrainerConfig::micro_batch_size (N_local), except for
-  /// FullBatch (Direct x Step), where 0 means the whole step in one forward. FullBatch
-  /// keeps every chunk's graph, so the gradient is the full-batch one; only the dropout
-  /// draws follow the chunking (set it to N_local to compare with GradCache mask for mask).
+  /// FullBatch (Direct x Step), where 0 means the whole step in one forward. A loss unit
+  /// keeps every chunk's graph, so the loss is the same; only the dropout draws follow the
+  /// chunking (FullBatch with N_local: GradCache's masks, mask for mask). For the pools that
+  /// score each micro-batch alone (GradAccum, ContAccum) a unit stays N_local rows and is
+  /// encoded in N_local / encode_chunk forwards (it must divide N_local).
   int64_t encode_chunk = 0;
   /// Real tokens per forward; 0 = no budget (rows only). A pair larger than the budget is
   /// an error that names it.

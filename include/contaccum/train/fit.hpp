@@ -20,9 +20,15 @@
 /// metrics...}) and tensorboard/ (event files: train/loss, train/grad_norm, ...,
 /// eval/<metric>). On resume the log keeps exactly the records up to the checkpoint (a
 /// line torn by a kill is dropped) and continues; every step appears exactly once.
+///
+/// Several ranks (a Trainer with C10dCollective): every rank trains and resumes from the
+/// same `latest`; rank 0 alone writes checkpoints, the log, event files and the progress
+/// bar, and calls `evaluate`; a stop signal on any rank stops every rank after the same
+/// step (one agreement per step).
 
 #include <contaccum/data/batch.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/dist/concepts.hpp>
 #include <contaccum/state/checkpoint.hpp>
 #include <contaccum/state/detail/files.hpp>
 #include <contaccum/state/state_dict.hpp>
@@ -34,6 +40,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -42,6 +49,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace contaccum {
@@ -57,6 +65,12 @@ template <class T>
 concept FitTrainer = Stateful<T> && requires(T& t, const PairBatch& b) {
   { t.step(b) } -> std::convertible_to<StepStats>;
   { t.steps_done() } -> std::convertible_to<int64_t>;
+};
+
+/// \brief A trainer whose collective spans processes (the Trainer: collective()).
+template <class T>
+concept DistributedFitTrainer = FitTrainer<T> && requires(T& t) {
+  requires MultiProcessCollective<std::remove_cvref_t<decltype(t.collective())>>;
 };
 
 struct FitOptions {
@@ -180,12 +194,25 @@ FitResult fit(T& trainer, L& loader, const FitOptions& o) {
   detail::require(has_out || (o.save_every == 0 && !o.resume),
                   "FitOptions.save_every and resume need FitOptions.out (the run folder)");
   FitResult result;
+  int64_t rank = 0, world = 1;
+  if constexpr (DistributedFitTrainer<T>) {
+    rank = trainer.collective().rank();
+    world = trainer.collective().world_size();
+  }
+  const bool main_rank = rank == 0;
+  // every rank at the same point (a no-op on one process)
+  auto agree = [&](bool flag) {
+    if constexpr (DistributedFitTrainer<T>) return world > 1 ? trainer.collective().any_rank(flag) : flag;
+    else return flag;
+  };
 
   std::optional<CheckpointFolder> checkpoints;
-  if (has_out) {
+  if (has_out && main_rank) {
     detail::require_writable_folder(o.out);  // an unwritable folder is refused before any work
-    checkpoints.emplace(o.out / "checkpoints", o.checkpoints);
+    checkpoints.emplace(o.out / "checkpoints", o.checkpoints);  // recovers a killed writer's leftovers
   }
+  agree(false);  // the other ranks look at the folder only once rank 0 has recovered it
+  if (has_out && !main_rank) checkpoints.emplace(o.out / "checkpoints", o.checkpoints);
   if (o.resume && checkpoints) {
     if (const auto latest = checkpoints->latest()) {
       const Checkpoint c = read_checkpoint(*latest);  // verified before anything changes
@@ -206,11 +233,11 @@ FitResult fit(T& trainer, L& loader, const FitOptions& o) {
 
   std::unique_ptr<detail::jsonl_log> log;
   std::unique_ptr<TensorBoardWriter> events;
-  if (has_out && o.log_jsonl) {
+  if (has_out && o.log_jsonl && main_rank) {
     detail::truncate_log(o.out / "log.jsonl", start);
     log = std::make_unique<detail::jsonl_log>(o.out / "log.jsonl");
   }
-  if (has_out && o.tensorboard) {
+  if (has_out && o.tensorboard && main_rank) {
     events = std::make_unique<TensorBoardWriter>(o.out / "tensorboard");
     events->session_start(start);  // TensorBoard drops what a killed run logged from this step on
   }
@@ -218,6 +245,10 @@ FitResult fit(T& trainer, L& loader, const FitOptions& o) {
   int64_t saved_at = result.resumed_from ? start : -1;
   auto save = [&](int64_t done, const nlohmann::json& metrics) {
     if (!checkpoints || saved_at == done) return;
+    if (!main_rank) {  // the state is the same on every rank: rank 0 writes it
+      saved_at = done;
+      return;
+    }
     StateDict s;
     trainer.save_state(s);
     loader.save_state(s, "loader.");
@@ -229,7 +260,7 @@ FitResult fit(T& trainer, L& loader, const FitOptions& o) {
 
   detail::stop_signals signals(o.handle_signals);
   std::optional<ProgressBar> bar;
-  if (o.progress) bar.emplace(o.label, o.steps, start);
+  if (o.progress && main_rank) bar.emplace(o.label, o.steps, start);
   int64_t pairs = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t s = start; s < o.steps; ++s) {
@@ -255,7 +286,7 @@ FitResult fit(T& trainer, L& loader, const FitOptions& o) {
     }
     const int64_t done = s + 1;
     nlohmann::json metrics;
-    if (o.eval_every > 0 && done % o.eval_every == 0) {
+    if (o.eval_every > 0 && done % o.eval_every == 0 && main_rank) {
       metrics = o.evaluate(done);
       result.last_eval = metrics;
       if (log) {
@@ -271,10 +302,11 @@ FitResult fit(T& trainer, L& loader, const FitOptions& o) {
     }
     const bool may_be_best = !o.checkpoints.best_metric.empty() && metrics.contains(o.checkpoints.best_metric);
     if ((o.save_every > 0 && done % o.save_every == 0) || may_be_best) save(done, metrics);
-    if (const int sig = detail::stop_signals::pending()) {
+    const int local_sig = detail::stop_signals::pending();
+    if (agree(local_sig != 0)) {
       save(done, {});
       if (events) events->flush();
-      result.stopped_by_signal = sig;
+      result.stopped_by_signal = local_sig != 0 ? local_sig : SIGTERM;
       result.steps_done = done;
       return result;
     }

@@ -59,6 +59,10 @@ struct TrainerConfig {
   int64_t total_steps = 0;  ///< for the decay; 0 = constant after warmup
   Decay decay = Decay::linear;
   double max_grad_norm = 2.0;  ///< clip the global gradient norm to this; 0 = no clipping
+  /// >= 0: seed each forward chunk's dropout from (seed, step, global chunk), so a step split
+  /// over W processes draws the masks one process would (ChunkSeeds). -1: the generators run
+  /// on in one process; seed 0 on several.
+  int64_t dropout_seed = -1;
 };
 
 /// \brief A TrainerConfig as JSON, field by field (the checkpoint's config fingerprint).
@@ -67,7 +71,8 @@ struct TrainerConfig {
           {"weight_decay", c.weight_decay},         {"adam_beta1", c.adam_beta1},
           {"adam_beta2", c.adam_beta2},             {"adam_eps", c.adam_eps},
           {"warmup_steps", c.warmup_steps},         {"total_steps", c.total_steps},
-          {"decay", c.decay},                       {"max_grad_norm", c.max_grad_norm}};
+          {"decay", c.decay},                       {"max_grad_norm", c.max_grad_norm},
+          {"dropout_seed", c.dropout_seed}};
 }
 
 namespace detail {
@@ -120,6 +125,8 @@ public:
                     config_.learning_rate);
     detail::require(config_.max_grad_norm >= 0, "TrainerConfig.max_grad_norm must be >= 0, got ",
                     config_.max_grad_norm);
+    detail::require(config_.dropout_seed >= -1, "TrainerConfig.dropout_seed must be >= 0 or -1, got ",
+                    config_.dropout_seed);
     MemoryMeter::install();
     adapter_.prepare(model_);
     auto named = model_->named_parameters();
@@ -154,10 +161,16 @@ public:
     optimizer_->zero_grad(true);
 
     Accumulation acc;
-    StepStats stats{.step = step_, .pairs = batch.size()};
+    StepStats stats{.step = step_, .pairs = batch.size() * collective_.world_size()};  // global N_total
     detail::collective_seam<C> seam(collective_);  // one per step: it never outlives the collective
     try {
-      acc = strategy_.accumulate(model_, loss_, on_device, StepContext{step_, config_.micro_batch_size, &seam});
+      if constexpr (MultiProcessCollective<C>) collective_.begin_step(step_);
+      const auto world = collective_.world_size();
+      acc = strategy_.accumulate(
+          model_, loss_, on_device,
+          StepContext{.step = step_, .micro_batch_size = config_.micro_batch_size, .seam = &seam,
+                      .world_size = world, .rank = collective_.rank(),
+                      .dropout_seed = config_.dropout_seed >= 0 ? config_.dropout_seed : (world > 1 ? 0 : -1)});
       collective_.reduce_gradients(trainable_);  // once per step, before the norms and the clip
       stats.grad_norm_query = grad_norm(query_params_);
       stats.grad_norm_passage = grad_norm(passage_params_);
