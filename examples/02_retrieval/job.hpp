@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <cstdlib>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -91,6 +92,16 @@ inline void run_gnuplot(const fs::path& dir, const std::string& script) {
   }
   const auto cmd = "cd '" + dir.string() + "' && gnuplot " + script;
   if (std::system(cmd.c_str()) != 0) std::printf("  gnuplot failed on %s/%s\n", dir.string().c_str(), script.c_str());
+}
+
+// WORLD_SIZE as torchrun (or `--nproc N`) sets it; 1 when unset.
+inline int64_t world_size_from_environment() {
+  const char* v = std::getenv("WORLD_SIZE");
+  if (v == nullptr || *v == '\0') return 1;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  ca::detail::require(end != v && *end == '\0' && n >= 1, "WORLD_SIZE=\"", v, "\" is not a positive integer");
+  return n;
 }
 
 }  // namespace retrieval

@@ -4,6 +4,11 @@
 
 #include "job.hpp"
 
+#include <contaccum/dist/single_process.hpp>
+#ifdef CONTACCUM_WITH_C10D
+#include <contaccum/dist/c10d.hpp>
+#endif
+
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -33,7 +38,7 @@ struct TrainConfig {
 
 inline constexpr const char* train_usage =
     "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR] [--save-every N] "
-    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--resume | --fresh]";
+    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--resume | --fresh] [--nproc N]";
 
 // The step records of a run's log.jsonl (all of them: a resumed run's too), for the plots.
 inline std::vector<ca::StepStats> read_step_log(const fs::path& file) {
@@ -100,58 +105,38 @@ plot "plot_metrics.dat" using 3:xtic(2) title "before" lc rgb "#bbbbbb", \
   run_gnuplot(out, "plots.gp");
 }
 
-inline int train(Args& args) {
-  TrainConfig c;
-  const bool quick = args.flag("--quick");
-  const bool resume = args.flag("--resume"), fresh = args.flag("--fresh");
-  if (quick) {  // a tiny slice seen several times: the loss must fall
-    c.steps = 20;
-    c.n_local = 4;
-    c.n_total = 8;
-    c.bank = 32;
-    c.eval_queries = 100;
-    c.eval_corpus = 600;
-    c.dev_queries = 50;
-    c.dev_corpus = 300;
-    c.save_every = 5;
-    c.eval_every = 10;
-    c.learning_rate = 5e-5;
-  }
-  c.steps = args.integer("--steps", c.steps);
-  c.save_every = args.integer("--save-every", c.save_every);
-  c.eval_every = args.integer("--eval-every", c.eval_every);
-  c.eval_queries = args.integer("--eval-queries", c.eval_queries);  // the test set; the dev set is never larger
-  c.eval_corpus = args.integer("--eval-corpus", c.eval_corpus);
-  ca::detail::require(c.eval_queries > 0 && c.eval_corpus > 0, "--eval-queries and --eval-corpus must be positive");
-  c.dev_queries = std::min(c.dev_queries, c.eval_queries);
-  c.dev_corpus = std::min(c.dev_corpus, c.eval_corpus);
-  c.out = args.text("--out", c.out.string());
-  c.data = args.text("--data", c.data.string());
-  c.model = args.text("--model", c.model.string());
-  args.check_all_used(train_usage);
-  ca::detail::require(!(resume && fresh), "--resume and --fresh exclude each other");
+template <class C>
+int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective) {
   using Model = ca::DualEncoder<ca::Bert, Reader, ca::SharedTower>;
-  using Job = ca::Trainer<Model, ca::ContAccum<ca::DualBank>, ca::FullFineTune, Loss>;
+  using Job = ca::Trainer<Model, ca::ContAccum<ca::DualBank>, ca::FullFineTune, Loss, C>;
+  const int64_t rank = collective.rank(), world = collective.world_size();
+  const bool main_rank = rank == 0;  // prints, evaluates and writes; every rank trains
+  ca::detail::require(c.n_total % world == 0 && (c.n_total / world) % c.n_local == 0, "N_total ", c.n_total,
+                      " must split over ", world, " ranks into micro-batches of N_local ", c.n_local);
+  std::ostringstream discard;
+  std::ostream& say = main_rank ? std::cout : discard;
 
   torch::manual_seed(static_cast<uint64_t>(c.seed));
-  ca::detail::require_writable_folder(c.out);  // before any work
+  if (main_rank) ca::detail::require_writable_folder(c.out);  // before any work
   // A finished run wrote metrics.json last; without it the folder holds an unfinished run,
   // which a rerun continues from its latest checkpoint (--fresh starts over).
   const bool finished = fs::exists(c.out / "metrics.json");
   const bool has_checkpoint = fs::exists(c.out / "checkpoints" / "latest");
   ca::detail::require(!resume || has_checkpoint, "--resume: no checkpoint in ", (c.out / "checkpoints").string());
   const bool continuing = resume || (has_checkpoint && !finished && !fresh);
-  if (!continuing) {
+  collective.any_rank(false);  // every rank has looked at the folder before rank 0 changes it
+  if (main_rank && !continuing) {
     std::error_code ec;
     fs::remove_all(c.out / "checkpoints", ec);
     fs::remove_all(c.out / "tensorboard", ec);
   }
-  fs::remove(c.out / "metrics.json");  // from here until the end the folder is an unfinished run
-  std::cout << "contaccum main job: " << (quick ? "quick slice" : "full run")
+  if (main_rank) fs::remove(c.out / "metrics.json");  // from here until the end the folder is an unfinished run
+  say << "contaccum main job: " << (quick ? "quick slice" : "full run")
             << (continuing ? " (continuing from the latest checkpoint)" : "") << "\n"
             << "  data " << c.data << ", model " << c.model << ", out " << c.out << "\n"
             << "  ContAccum: N_local " << c.n_local << " (memory budget), N_total " << c.n_total << " (K = "
-            << c.n_total / c.n_local << "), N_memory " << c.bank << ", " << c.steps << " steps, lr " << c.learning_rate
+            << c.n_total / world / c.n_local << " per rank), N_memory " << c.bank << ", " << c.steps << " steps, lr "
+            << c.learning_rate << (world > 1 ? ca::detail::cat(", ", world, " ranks (c10d/Gloo)") : std::string())
             << ", cosine / " << c.temperature << "; checkpoint every " << c.save_every << " steps, dev evaluation every "
             << c.eval_every << std::endl;
 
@@ -164,7 +149,7 @@ inline int train(Args& args) {
   if (quick) examples.resize(std::min<std::size_t>(examples.size(), 40));
   const EvalSet eval = make_eval_set(test, c.eval_queries, c.eval_corpus, c.seed, c.tokenize);
   const EvalSet dev_eval = make_eval_set(dev, c.dev_queries, c.dev_corpus, c.seed, c.tokenize);
-  std::cout << "  " << examples.size() << " training queries; evaluation: " << eval.queries.size()
+  say << "  " << examples.size() << " training queries; evaluation: " << eval.queries.size()
             << " test queries against " << eval.passages.size() << " passages (dev: " << dev_eval.queries.size()
             << " against " << dev_eval.passages.size() << ")" << std::endl;
 
@@ -173,9 +158,11 @@ inline int train(Args& args) {
   ca::require_pooling<Reader>(st, c.model.string());
   Model model(ca::load_bert(c.model));
 
-  const auto before = evaluate_towers(model->query_encoder, model->passage_encoder, tok, eval, c.tokenize, "before");
-  std::cout << "  before: nDCG@10 " << before["nDCG@10"] << ", MRR@10 " << before["MRR@10"] << ", Recall@100 "
-            << before["Recall@100"] << std::endl;
+  ca::Evaluation before;
+  if (main_rank) before = evaluate_towers(model->query_encoder, model->passage_encoder, tok, eval, c.tokenize, "before");
+  if (main_rank)
+    std::cout << "  before: nDCG@10 " << before["nDCG@10"] << ", MRR@10 " << before["MRR@10"] << ", Recall@100 "
+              << before["Recall@100"] << std::endl;
 
   // A fixed batch of training pairs, scored with in-batch negatives before and after
   // training: the honest "the loss falls" (step losses rise while the bank fills up).
@@ -195,13 +182,15 @@ inline int train(Args& args) {
   };
   const double probe_before = probe_loss();
 
-  ca::PairLoader<ca::tokenizers::WordPiece> loader(
-      ca::PairSampler(std::move(examples), {.seed = c.seed, .hard_negatives_per_query = 0}), tok,
-      {.batch_size = c.n_total, .tokenize = c.tokenize});
+  // every rank draws the global batch of N_total pairs and trains on its share
+  ca::ShardedLoader loader(ca::PairLoader<ca::tokenizers::WordPiece>(
+                               ca::PairSampler(std::move(examples), {.seed = c.seed, .hard_negatives_per_query = 0}),
+                               tok, {.batch_size = c.n_total, .tokenize = c.tokenize}),
+                           collective);
   Job trainer(model,
               {.micro_batch_size = c.n_local, .learning_rate = c.learning_rate,
                .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0},
-              ca::ContAccum<ca::DualBank>({.capacity = c.bank}), {}, Loss{ca::Cosine{c.temperature}});
+              ca::ContAccum<ca::DualBank>({.capacity = c.bank}), {}, Loss{ca::Cosine{c.temperature}}, collective);
   const auto fitted = ca::fit(
       trainer, loader,
       {.steps = c.steps, .out = c.out, .save_every = c.save_every, .resume = continuing, .eval_every = c.eval_every,
@@ -213,14 +202,15 @@ inline int train(Args& args) {
            },
        .checkpoints = {.keep_last = 2, .best_metric = "nDCG@10"}});
   if (fitted.resumed_from)
-    std::cout << "  resumed from " << fitted.resumed_from->string() << " (step " << fitted.first_step << ")\n";
+    say << "  resumed from " << fitted.resumed_from->string() << " (step " << fitted.first_step << ")\n";
   if (fitted.stopped_by_signal) {
-    std::cout << "\n  stopped by signal " << fitted.stopped_by_signal << " after step " << fitted.steps_done
+    say << "\n  stopped by signal " << fitted.stopped_by_signal << " after step " << fitted.steps_done
               << "; checkpoint " << (fitted.last_checkpoint ? fitted.last_checkpoint->string() : std::string("none"))
               << "\n  continue with: ./build/examples/retrieval " << (quick ? "--quick " : "") << "--out " << c.out.string()
               << " --resume" << std::endl;
     return fitted.exit_code();
   }
+  if (!main_rank) return 0;  // the other ranks' part ends with the training
   const std::vector<ca::StepStats> history = read_step_log(c.out / "log.jsonl");
   ca::detail::require(static_cast<int64_t>(history.size()) == c.steps, (c.out / "log.jsonl").string(), " holds ",
                       history.size(), " steps, the run made ", c.steps);
@@ -280,6 +270,46 @@ inline int train(Args& args) {
             << "\n  try it: ./build/examples/retrieval search --model " << out_model.string() << " \"a text editor\""
             << std::endl;
   return 0;
+}
+
+inline int train(Args& args) {
+  TrainConfig c;
+  const bool quick = args.flag("--quick");
+  const bool resume = args.flag("--resume"), fresh = args.flag("--fresh");
+  if (quick) {  // a tiny slice seen several times: the loss must fall
+    c.steps = 20;
+    c.n_local = 4;
+    c.n_total = 8;
+    c.bank = 32;
+    c.eval_queries = 100;
+    c.eval_corpus = 600;
+    c.dev_queries = 50;
+    c.dev_corpus = 300;
+    c.save_every = 5;
+    c.eval_every = 10;
+    c.learning_rate = 5e-5;
+  }
+  c.steps = args.integer("--steps", c.steps);
+  c.save_every = args.integer("--save-every", c.save_every);
+  c.eval_every = args.integer("--eval-every", c.eval_every);
+  c.eval_queries = args.integer("--eval-queries", c.eval_queries);  // the test set; the dev set is never larger
+  c.eval_corpus = args.integer("--eval-corpus", c.eval_corpus);
+  ca::detail::require(c.eval_queries > 0 && c.eval_corpus > 0, "--eval-queries and --eval-corpus must be positive");
+  c.dev_queries = std::min(c.dev_queries, c.eval_queries);
+  c.dev_corpus = std::min(c.dev_corpus, c.eval_corpus);
+  c.out = args.text("--out", c.out.string());
+  c.data = args.text("--data", c.data.string());
+  c.model = args.text("--model", c.model.string());
+  args.check_all_used(train_usage);
+  ca::detail::require(!(resume && fresh), "--resume and --fresh exclude each other");
+  if (world_size_from_environment() > 1) {  // a rank of `--nproc N` or of torchrun
+#ifdef CONTACCUM_WITH_C10D
+    return train_with(c, quick, resume, fresh, ca::C10dCollective::from_environment(std::chrono::minutes(30)));
+#else
+    throw ca::error("WORLD_SIZE > 1 but this build has no c10d (install libgloo-dev and rebuild)");
+#endif
+  }
+  return train_with(c, quick, resume, fresh, ca::SingleProcess{});
 }
 
 }  // namespace retrieval
