@@ -6,6 +6,7 @@
 #   bash scripts/bench.sh --checkpoint checkpoint write/load vs step time -> out/bench_checkpoint.md (docs/checkpoints.md)
 #   bash scripts/bench.sh --memory    predicted vs measured step memory -> out/bench_memory.md (docs/budgets.md)
 #   bash scripts/bench.sh --faiss     FAISS vs exact search -> out/bench_faiss.md (docs/search.md)
+#   bash scripts/bench.sh --dist      the quick main job on 1 vs 2 processes -> out/bench_dist.md (docs/distributed.md)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -45,6 +46,23 @@ if [ "${1:-}" = "--checkpoint" ]; then
   mkdir -p out
   ./build/benchmarks/bench_checkpoint --out out/bench_checkpoint.md
   echo "wrote out/bench_checkpoint.md"
+  exit 0
+fi
+# --dist: the quick main job as 1 process and as 2 ranks (--nproc 2), one thread per
+# process, alternated twice; global pairs/s and rank 0's share of step time in collectives.
+if [ "${1:-}" = "--dist" ]; then
+  bash scripts/build.sh --target retrieval
+  run=out/bench_dist
+  rm -rf "$run" && mkdir -p "$run"
+  job=(--quick --steps 20 --save-every 100 --eval-every 100 --eval-queries 20 --eval-corpus 120 --fresh)
+  for i in 1 2; do
+    for n in 1 2; do
+      echo "[bench] dist round $i/2: $n process(es)"
+      OMP_NUM_THREADS=1 ./build/examples/retrieval "${job[@]}" --nproc "$n" --out "$run/n$n-$i" > "$run/n$n-$i.txt" 2>&1
+    done
+  done
+  "$py" benchmarks/dist_report.py "$run"
+  echo "wrote $run.md"
   exit 0
 fi
 if [ "${1:-}" = "--memory" ]; then

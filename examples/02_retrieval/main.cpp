@@ -21,11 +21,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
+#include <algorithm>
 
 extern char** environ;
 
@@ -43,6 +46,11 @@ int free_port() {
                              "--nproc: no free TCP port on 127.0.0.1 for the ranks' rendezvous");
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+std::vector<pid_t> g_ranks;  // the ranks a `--nproc` parent waits for
+extern "C" void forward_sigterm(int sig) {
+  for (const pid_t p : g_ranks) ::kill(p, sig);
 }
 
 // `--nproc N` (N > 1): runs this command as N local ranks, as torchrun --nproc_per_node N
@@ -72,6 +80,9 @@ int run_ranks(int argc, char** argv) {
                                {"LOCAL_RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(nproc)},
                                {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}})
       env.push_back(k + "=" + v);
+    // as torchrun does, keep the ranks from oversubscribing the cores unless told otherwise
+    if (std::getenv("OMP_NUM_THREADS") == nullptr)
+      env.push_back("OMP_NUM_THREADS=" + std::to_string(std::max<int64_t>(1, std::thread::hardware_concurrency() / nproc)));
     std::vector<char*> cargv, cenv;
     for (auto& a : args) cargv.push_back(a.data());
     cargv.push_back(nullptr);
@@ -83,6 +94,11 @@ int run_ranks(int argc, char** argv) {
                                "--nproc: could not start rank ", r);
     pids.push_back(pid);
   }
+  // Ctrl-C reaches every rank from the terminal (each finishes its step and checkpoints):
+  // the parent ignores it and waits; a SIGTERM sent to the parent alone is passed on.
+  g_ranks = pids;
+  std::signal(SIGINT, SIG_IGN);
+  std::signal(SIGTERM, forward_sigterm);
   int worst = 0;
   for (const auto pid : pids) {
     int status = 0;

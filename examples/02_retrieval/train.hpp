@@ -191,6 +191,8 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
               {.micro_batch_size = c.n_local, .learning_rate = c.learning_rate,
                .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0},
               ca::ContAccum<ca::DualBank>({.capacity = c.bank}), {}, Loss{ca::Cosine{c.temperature}}, collective);
+  double collective_before = 0;
+  if constexpr (requires { collective.collective_seconds(); }) collective_before = collective.collective_seconds();
   const auto fitted = ca::fit(
       trainer, loader,
       {.steps = c.steps, .out = c.out, .save_every = c.save_every, .resume = continuing, .eval_every = c.eval_every,
@@ -237,6 +239,8 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
                                  .item<double>();
   const double probe_after = probe_loss();
 
+  double train_seconds = 0;
+  for (const auto& st : fitted.history) train_seconds += st.seconds;
   json metrics{{"before", metrics_json(before)},
                {"after", metrics_json(after)},
                {"steps", c.steps},
@@ -246,8 +250,21 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
                {"probe_loss_after", probe_after},
                {"export_reload_max_abs_diff", reload_diff},
                {"eval_queries", eval.queries.size()},
+               {"ranks", world},
+               {"train_seconds_this_call", train_seconds},
+               {"pairs_per_s", train_seconds > 0 ? static_cast<double>(c.n_total * std::ssize(fitted.history)) /
+                                                       train_seconds : 0.0},
                {"eval_passages", eval.passages.size()}};
 
+  if constexpr (requires { collective.collective_seconds(); }) {
+    const double in_collectives = collective.collective_seconds() - collective_before;
+    metrics["collective_seconds_this_call"] = in_collectives;
+    std::ostringstream line;
+    line << "  " << world << " ranks: " << std::setprecision(3) << metrics["pairs_per_s"].get<double>()
+         << " pairs/s (global); rank 0 spent " << in_collectives << " s of " << train_seconds
+         << " s of training steps in collectives (waiting for the other rank included)";
+    std::cout << line.str() << std::endl;
+  }
   std::ostringstream table;
   table << "| measure | before (all-MiniLM-L6-v2) | after (ContAccum, " << c.steps << " steps) |\n|---|---:|---:|\n";
   for (std::size_t i = 0; i < before.measures.size(); ++i)
@@ -300,6 +317,7 @@ inline int train(Args& args) {
   c.out = args.text("--out", c.out.string());
   c.data = args.text("--data", c.data.string());
   c.model = args.text("--model", c.model.string());
+  (void)args.integer("--nproc", 1);  // > 1 was handled in main(): this process is one of the ranks
   args.check_all_used(train_usage);
   ca::detail::require(!(resume && fresh), "--resume and --fresh exclude each other");
   if (world_size_from_environment() > 1) {  // a rank of `--nproc N` or of torchrun

@@ -544,6 +544,17 @@ TEST_CASE("A PairLoader resumes exactly and refuses another seed's state", "[che
 
   auto wider = Loader(PairSampler(examples, {.seed = 7, .hard_negatives_per_query = 1}), tok, {.batch_size = 4});
   CHECK_THAT(test::error_of([&] { wider.load_state(c.reader(), "loader."); }), Contains("field 'loader.batch_size'"));
+
+  // fit by epochs: two passes over the 10 examples are 2 x 3 full batches
+  auto trainer = test::make_tiny_trainer<GradAccum<>>();
+  auto by_epochs = make(7);
+  const auto r = fit(trainer, by_epochs, {.epochs = 2, .progress = false});
+  CHECK(r.steps_done == 6);
+  CHECK(by_epochs.epoch() == 1);
+  CHECK(by_epochs.position() == 9);
+  auto synthetic = test::tiny_loader();
+  CHECK_THAT(test::error_of([&] { fit(trainer, synthetic, {.steps = 7, .epochs = 1, .progress = false}); }),
+             Contains("FitOptions.steps and FitOptions.epochs exclude each other"));
 }
 
 TEST_CASE("StateReader errors name the source and the key", "[checkpoint][errors]") {

@@ -137,6 +137,16 @@ void worker_layout(const C10dCollective& c, const fs::path& out) {
   s.put("positives", g.positives);
   s.put("hard_negatives", g.hard_negatives);
   s.put("query_grad", q.grad());
+  // ranks that disagree on the shapes: both fail with a sentence, and the group still works
+  std::string mismatch;
+  try {
+    const auto n = c.rank() == 0 ? kShare : kShare - 1;
+    (void)c.exchange({.queries = p.slice(0, 0, n), .positives = p.slice(0, 0, n)});
+  } catch (const invalid_input& e) {
+    mismatch = e.what();
+  }
+  s.set("mismatch", mismatch);
+  s.set("after_mismatch", c.any_rank(c.rank() == 1));
   write_checkpoint(out / "layout", 0, s);
 }
 
@@ -357,6 +367,10 @@ TEST_CASE("Two ranks over c10d/Gloo train exactly as one process on the global s
           CHECK(p[row][0].item<double>() == base + 2);  // its own positive, in its own column
           for (int64_t j = 0; j < test::kM; ++j) CHECK(h[row * test::kM + j][0].item<double>() == base + 3 + j);
         }
+      const auto mismatch = s.values.at("mismatch").get<std::string>();
+      CHECK_THAT(mismatch, Catch::Contains("every rank must run the same steps"));
+      CHECK_THAT(mismatch, Catch::Contains(r == 0 ? "but rank 1" : "but rank 0"));
+      CHECK(s.values.at("after_mismatch").get<bool>());  // an agreement still works afterwards
       // d/dq_local of sum(w * Q): this rank's rows of w
       const auto w = torch::arange(q.numel(), torch::kFloat64).view_as(q);
       CHECK(torch::equal(s.tensors.at("query_grad"), w.slice(0, r * test::kShare, (r + 1) * test::kShare)));

@@ -232,6 +232,74 @@ TEST_CASE("Tokenizer inputs that are wrong give errors naming the file, line or 
                   "text 0 gives no tokens");
 }
 
+// Issue 16: a negative or huge id wrote out of bounds (resize(id + 1) wrapped around),
+// a fractional one was truncated, and max_input_chars_per_word: -1 was taken as 2^64 - 1.
+TEST_CASE("Token ids and max_input_chars_per_word out of range in tokenizer.json are named errors", "[tokenizer][errors]") {
+  const auto dir = scratch() / "bad_ids";
+  fs::create_directories(dir);
+  const auto base = json::parse(std::ifstream(minilm_dir / "tokenizer.json"));
+  auto variant = [&](const std::string& name, const std::function<void(json&)>& edit) {
+    auto j = base;
+    edit(j);
+    std::ofstream(dir / name) << j.dump();
+    return dir / name;
+  };
+  for (const auto& [name, id] : std::vector<std::pair<std::string, json>>{{"minus1.json", -1},
+                                                                          {"minus2.json", -2},
+                                                                          {"u64max.json", json(UINT64_MAX)},
+                                                                          {"huge.json", json(int64_t{1000000000000})},
+                                                                          {"float.json", 1e12},
+                                                                          {"fraction.json", 7.5},
+                                                                          {"text.json", "7"}}) {
+    INFO(name);
+    const auto path = variant(name, [&](json& j) { j["model"]["vocab"]["the"] = id; });
+    require_message([&] { (void)WordPiece::from_tokenizer_json(path); },
+                    name + ": model.vocab gives token 'the' the id " + id.dump());
+  }
+  require_message([&] { (void)WordPiece::from_tokenizer_json(variant("added.json", [](json& j) {
+                    j["added_tokens"][0]["id"] = -5;
+                  })); }, "added.json: added_tokens[0].id gives token '[PAD]' the id -5");
+  require_message([&] { (void)WordPiece::from_tokenizer_json(variant("chars.json", [](json& j) {
+                    j["model"]["max_input_chars_per_word"] = -1;
+                  })); }, "chars.json: model.max_input_chars_per_word is -1; it must be an integer >= 1");
+  auto bpe = json::parse(std::ifstream(bpe_json()));
+  bpe["model"]["vocab"]["ok"] = -1;
+  std::ofstream(dir / "bpe.json") << bpe.dump();
+  require_message([&] { (void)ByteLevelBpe::from_tokenizer_json(dir / "bpe.json"); },
+                  "bpe.json: model.vocab gives token 'ok' the id -1");
+}
+
+// Issue 16: with a large max_input_chars_per_word a 20,000-character word took minutes
+// (quadratic longest match); no piece longer than the longest token is tried now.
+TEST_CASE("WordPiece tries no piece longer than the longest token: a 20,000-character word, spelled out", "[tokenizer]") {
+  const auto dir = scratch() / "long_word";
+  fs::create_directories(dir);
+  auto j = json::parse(std::ifstream(minilm_dir / "tokenizer.json"));
+  j["model"]["max_input_chars_per_word"] = 1000000;
+  std::ofstream(dir / "tokenizer.json") << j.dump();
+  const auto tok = WordPiece::from_tokenizer_json(dir / "tokenizer.json");
+  std::string word;
+  for (int i = 0; i < 2000; ++i) word += "abcdefghij";  // 20,000 characters
+  // Before, the longest match tried every end for every start (hours for this word); now it
+  // finishes at once, and the pieces still spell the word out, greedily longest first.
+  const auto ids = tok.encode(word, {.add_special_tokens = false});
+  REQUIRE(!ids.empty());
+  CHECK(ids.front() != *tok.token_to_id("[UNK]"));
+  std::string spelled;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto piece = tok.id_to_token(ids[i]);
+    if (i > 0) {
+      REQUIRE(piece.rfind("##", 0) == 0);
+      piece = piece.substr(2);
+    }
+    spelled += piece;
+  }
+  CHECK(spelled == word);
+  // the first piece is the longest vocabulary entry the word starts with
+  const auto first = tok.id_to_token(ids.front());
+  for (size_t n = first.size() + 1; n <= 20; ++n) CHECK_FALSE(tok.token_to_id(word.substr(0, n)).has_value());
+}
+
 TEST_CASE("tokenize_pairs and PairLoader turn text pairs into step batches", "[tokenizer][data]") {
   const auto tok = WordPiece::from_tokenizer_json(minilm_dir / "tokenizer.json");
   std::vector<TextExample> examples;

@@ -53,6 +53,12 @@ public:
   void save_state(StateDict& s, const std::string& prefix) const { inner_.save_state(s, prefix); }
   void load_state(const StateReader& r, const std::string& prefix) { inner_.load_state(r, prefix); }
 
+  /// \brief Steps in one epoch of the global data (when the inner loader knows it).
+  [[nodiscard]] auto steps_per_epoch() const
+    requires requires(const L& l) { l.steps_per_epoch(); }
+  {
+    return inner_.steps_per_epoch();
+  }
   [[nodiscard]] const L& inner() const { return inner_; }
   [[nodiscard]] int64_t rank() const { return rank_; }
   [[nodiscard]] int64_t world_size() const { return world_; }

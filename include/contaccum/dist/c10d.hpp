@@ -91,6 +91,7 @@ struct c10d_group {
   c10::intrusive_ptr<c10d::Backend> backend;
   int64_t op = 0;     // collective calls so far (every rank counts the same)
   int64_t step = 0;   // the Trainer's step, for messages
+  double waited = 0;  // seconds spent in collectives (waiting for slower peers included)
 
   [[nodiscard]] std::string peers() const {
     std::string s;
@@ -100,9 +101,11 @@ struct c10d_group {
   }
 
   // Waits for a c10d work item; a failure becomes a sentence naming this rank and its peers.
-  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const {
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       work->wait(timeout);
+      waited += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } catch (const std::exception& e) {
       std::string why = e.what();
       if (const auto nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
@@ -125,14 +128,19 @@ struct c10d_group {
     for (int64_t r = 0; r < world; ++r) out[0].push_back(torch::empty({width}, torch::kInt64));
     wait(backend->allgather(out, in), what);
     static const char* kinds[] = {"?", "all-gather of the loss inputs", "gradient all-reduce", "agreement"};
+    auto counts = [](const torch::Tensor& t) {  // the call's fields, as (a, b, ...)
+      std::string s = "(";
+      for (int64_t i = 2; i < t.size(0); ++i) s += cat(i > 2 ? ", " : "", t[i].item<int64_t>());
+      return s + ")";
+    };
     for (int64_t r = 0; r < world; ++r) {
       const auto theirs = out[0][r];
       if (torch::equal(theirs, mine)) continue;
       const auto k = theirs[1].item<int64_t>();
       throw invalid_input(cat("contaccum: rank ", rank, " of ", world, ": at step ", step, ", collective #", op,
-                              " is the ", kinds[kind], " here with ", mine.slice(0, 2), " but rank ", r,
+                              " is the ", kinds[kind], " here with sizes ", counts(mine), " but rank ", r,
                               " is at collective #", theirs[0].item<int64_t>(), " (the ",
-                              kinds[(k >= 1 && k <= 3) ? k : 0], ") with ", theirs.slice(0, 2),
+                              kinds[(k >= 1 && k <= 3) ? k : 0], ") with sizes ", counts(theirs),
                               ": every rank must run the same steps with the same shapes (equal shares of "
                               "each step, the same micro-batch size, no token budget)"));
     }
@@ -232,6 +240,9 @@ public:
   [[nodiscard]] int64_t rank() const { return g_->rank; }
   /// \brief The Trainer's step, for messages.
   void begin_step(int64_t step) const { g_->step = step; }
+  /// \brief Seconds this rank has spent in collectives so far: the communication, and the
+  ///        waiting for slower peers (the two cannot be told apart from one rank).
+  [[nodiscard]] double collective_seconds() const { return g_->waited; }
 
   /// \brief Every rank's current rows, laid out globally, with gradient (file comment).
   ///        Rows from a rank that are not finite stop the step on every rank, naming it.

@@ -182,7 +182,7 @@ private:
     ignore_merges_ = m.value("ignore_merges", false);
 
     for (const auto& [tok, id] : m.at("vocab").items()) {
-      const auto i = id.get<int64_t>();
+      const auto i = detail::token_id_of(id, where, "model.vocab", tok);
       vocab_.add(tok, i);
       if (static_cast<std::size_t>(i) >= id_bytes_.size()) id_bytes_.resize(static_cast<std::size_t>(i) + 1);
       if (auto bytes = detail::unicode_to_bytes(tok)) {

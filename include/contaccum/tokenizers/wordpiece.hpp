@@ -91,8 +91,12 @@ public:
       WordPiece t;
       t.options_.unk_token = model.value("unk_token", "[UNK]");
       t.options_.continuing_subword_prefix = model.value("continuing_subword_prefix", "##");
-      t.options_.max_input_chars_per_word = model.value("max_input_chars_per_word", std::size_t{100});
-      for (const auto& [tok, id] : model.at("vocab").items()) t.vocab_.add(tok, id.get<int64_t>());
+      const auto max_chars = model.value("max_input_chars_per_word", nlohmann::json(100));
+      contaccum::detail::require(max_chars.is_number_integer() && max_chars.get<int64_t>() >= 1, where,
+                                 ": model.max_input_chars_per_word is ", max_chars.dump(), "; it must be an integer >= 1");
+      t.options_.max_input_chars_per_word = max_chars.get<std::size_t>();
+      for (const auto& [tok, id] : model.at("vocab").items())
+        t.vocab_.add(tok, detail::token_id_of(id, where, "model.vocab", tok));
       const auto& norm = j.value("normalizer", nlohmann::json());
       if (norm.is_null()) {
         t.options_.normalizer = {false, false, false, false};
@@ -236,8 +240,14 @@ private:
     const std::string& prefix = options_.continuing_subword_prefix;
     std::string piece;
     std::size_t start = 0;
+    const std::size_t longest = vocab_.longest_token_bytes();
     while (start < word.size()) {
-      std::size_t end = word.size();
+      // No piece longer than the longest token can match: start there (this keeps a long
+      // word linear in its length instead of quadratic, with the same result).
+      const std::size_t marker = start > 0 ? prefix.size() : 0;
+      const std::size_t room = longest > marker ? longest - marker : 0;
+      std::size_t end = word.size() - start > room ? start + room : word.size();
+      while (end > start && end < word.size() && (static_cast<unsigned char>(word[end]) & 0xC0) == 0x80) --end;
       std::optional<int64_t> found;
       while (start < end) {
         piece.clear();

@@ -75,6 +75,7 @@ concept DistributedFitTrainer = FitTrainer<T> && requires(T& t) {
 
 struct FitOptions {
   int64_t steps = 0;                 ///< optimizer steps of the whole run (a resumed run counts from 0 too)
+  int64_t epochs = 0;                ///< instead of steps: passes over the data (the loader's steps_per_epoch())
   std::filesystem::path out;         ///< run folder; empty = no checkpoint, log or event file
   int64_t save_every = 0;            ///< checkpoint every N steps (0 = only at the end and on a signal)
   bool save_at_end = true;           ///< checkpoint after the last step
@@ -184,6 +185,20 @@ private:
 template <FitTrainer T, StepLoader L>
 FitResult fit(T& trainer, L& loader, const FitOptions& o) {
   namespace fs = std::filesystem;
+  if (o.epochs != 0) {  // epochs are a number of steps
+    detail::require(o.steps == 0, "FitOptions.steps and FitOptions.epochs exclude each other (steps ", o.steps,
+                    ", epochs ", o.epochs, ")");
+    detail::require(o.epochs > 0, "FitOptions.epochs must be positive, got ", o.epochs);
+    if constexpr (requires { loader.steps_per_epoch(); }) {
+      FitOptions by_steps = o;
+      by_steps.steps = o.epochs * static_cast<int64_t>(loader.steps_per_epoch());
+      by_steps.epochs = 0;
+      return fit(trainer, loader, by_steps);
+    } else {
+      throw invalid_input("contaccum: FitOptions.epochs needs a loader with steps_per_epoch() (PairLoader); "
+                          "this one has no epochs: give FitOptions.steps");
+    }
+  }
   detail::require(o.steps > 0, "FitOptions.steps must be positive, got ", o.steps);
   detail::require(o.save_every >= 0 && o.eval_every >= 0, "FitOptions.save_every and eval_every must be >= 0");
   detail::require(o.eval_every == 0 || static_cast<bool>(o.evaluate),

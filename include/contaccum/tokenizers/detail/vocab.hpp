@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -28,11 +29,30 @@ struct StringHash {
 
 using TokenMap = std::unordered_map<std::string, int64_t, StringHash, std::equal_to<>>;
 
+/// \brief Ids at or above this are refused: no real vocabulary comes near 16.7M entries
+///        (the largest in use are ~256k), and an id sizes the id -> token table.
+inline constexpr int64_t max_token_id = int64_t{1} << 24;
+
+/// \brief A token id read from tokenizer.json: an integer in [0, max_token_id), else an
+///        error naming the file, the field and the token.
+inline int64_t token_id_of(const nlohmann::json& v, const std::string& where, const std::string& field,
+                             const std::string& token) {
+  const bool integer = v.is_number_integer();
+  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() < static_cast<uint64_t>(max_token_id)
+                                               : integer && v.get<int64_t>() >= 0 && v.get<int64_t>() < max_token_id;
+  contaccum::detail::require(integer && in_range, where, ": ", field, " gives token '", token, "' the id ", v.dump(),
+                             "; a token id must be an integer in [0, ", max_token_id, ")");
+  return v.get<int64_t>();
+}
+
 /// \brief token -> id and id -> token, with the added tokens on top of the model's vocabulary.
 class Vocabulary {
 public:
   void add(std::string token, int64_t id) {
+    contaccum::detail::require(id >= 0 && id < max_token_id, "token '", token, "' has the id ", id,
+                               ", outside [0, ", max_token_id, ")");
     if (static_cast<std::size_t>(id) >= by_id_.size()) by_id_.resize(static_cast<std::size_t>(id) + 1);
+    longest_ = std::max(longest_, token.size());
     by_id_[static_cast<std::size_t>(id)] = token;
     by_token_[std::move(token)] = id;
   }
@@ -49,8 +69,11 @@ public:
   /// \brief One past the largest id (what transformers calls the vocabulary size).
   [[nodiscard]] std::size_t size() const { return by_id_.size(); }
   [[nodiscard]] const TokenMap& map() const { return by_token_; }
+  /// \brief Bytes of the longest token: no longer piece can match (keeps WordPiece linear).
+  [[nodiscard]] std::size_t longest_token_bytes() const { return longest_; }
 
 private:
+  std::size_t longest_ = 0;
   TokenMap by_token_;
   std::vector<std::string> by_id_;
 };
@@ -118,7 +141,7 @@ inline std::vector<AddedToken> read_added_tokens(const nlohmann::json& j, const 
                                "] needs 'id' and 'content'");
     AddedToken a;
     a.content = t["content"].get<std::string>();
-    a.id = t["id"].get<int64_t>();
+    a.id = token_id_of(t["id"], where, contaccum::detail::cat("added_tokens[", i, "].id"), a.content);
     a.special = t.value("special", false);
     a.single_word = t.value("single_word", false);
     a.lstrip = t.value("lstrip", false);
