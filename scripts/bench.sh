@@ -7,6 +7,8 @@
 #   bash scripts/bench.sh --memory    predicted vs measured step memory -> out/bench_memory.md (docs/budgets.md)
 #   bash scripts/bench.sh --faiss     FAISS vs exact search -> out/bench_faiss.md (docs/search.md)
 #   bash scripts/bench.sh --dist      the quick main job on 1 vs 2 processes -> out/bench_dist.md (docs/distributed.md)
+#   bash scripts/bench.sh --train     training step vs sentence-transformers, fp32 and bf16 -> out/bench_train.md
+#                                     (docs/benchmarks_train.md); --train-quick: fewer steps and rounds
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -63,6 +65,27 @@ if [ "${1:-}" = "--dist" ]; then
   done
   "$py" benchmarks/dist_report.py "$run"
   echo "wrote $run.md"
+  exit 0
+fi
+# --train: one training step (tokenization included) of contaccum and of
+# sentence-transformers on the same model files, pairs and 2 threads, sides alternated.
+if [ "${1:-}" = "--train" ] || [ "${1:-}" = "--train-quick" ]; then
+  bash scripts/build.sh --target bench_train_step
+  run=out/bench_train
+  rm -rf "$run" && mkdir -p "$run"
+  steps=6 warmup=1 rounds=2
+  if [ "$1" = "--train-quick" ]; then steps=3 rounds=1; fi
+  "$py" benchmarks/train_step_reference.py --make-pairs data/debian-beir "$run/pairs.jsonl" 1024
+  for i in $(seq "$rounds"); do
+    for mode in mnrl cached; do
+      echo "[bench] train round $i/$rounds, $mode: contaccum fp32, sentence-transformers, contaccum bf16"
+      ./build/benchmarks/bench_train_step "$run/pairs.jsonl" models/all-MiniLM-L6-v2 "$mode" "$steps" "$warmup" 2 fp32 >> "$run/results.jsonl"
+      "$py" benchmarks/train_step_reference.py "$run/pairs.jsonl" models/all-MiniLM-L6-v2 "$mode" "$steps" "$warmup" 2 2>/dev/null >> "$run/results.jsonl"
+      ./build/benchmarks/bench_train_step "$run/pairs.jsonl" models/all-MiniLM-L6-v2 "$mode" "$steps" "$warmup" 2 bf16 >> "$run/results.jsonl"
+    done
+  done
+  "$py" benchmarks/train_step_report.py "$run/results.jsonl" > out/bench_train.md
+  cat out/bench_train.md
   exit 0
 fi
 if [ "${1:-}" = "--memory" ]; then

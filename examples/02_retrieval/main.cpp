@@ -14,10 +14,9 @@
 #include "search.hpp"
 #include "train.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <contaccum/dist/detail/free_port.hpp>
+
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,19 +34,6 @@ extern char** environ;
 namespace {
 
 // A free TCP port on 127.0.0.1 (the kernel picks it) for a local rendezvous.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  contaccum::detail::require(fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-                                 ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0,
-                             "--nproc: no free TCP port on 127.0.0.1 for the ranks' rendezvous");
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 std::vector<pid_t> g_ranks;  // the ranks a `--nproc` parent waits for
 extern "C" void forward_sigterm(int sig) {
   for (const pid_t p : g_ranks) ::kill(p, sig);
@@ -71,7 +57,7 @@ int run_ranks(int argc, char** argv) {
     args.emplace_back(argv[i]);
   }
   if (nproc <= 1 || std::getenv("RANK") != nullptr) return -1;
-  const auto port = std::to_string(free_port());
+  const auto port = std::to_string(contaccum::detail::free_loopback_port("--nproc"));
   std::vector<pid_t> pids;
   for (int64_t r = 0; r < nproc; ++r) {
     std::vector<std::string> env;

@@ -34,11 +34,12 @@ struct TrainConfig {
   int64_t dev_corpus = 2000;      ///< their positives + seeded distractors
   ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 128};
   uint64_t seed = 13;
+  ca::Precision precision = ca::Precision::fp32;  ///< --precision: fp32 or bf16 (autocast in the encoders)
 };
 
 inline constexpr const char* train_usage =
     "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR] [--save-every N] "
-    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--resume | --fresh] [--nproc N]";
+    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--precision fp32|bf16|fp16] [--resume | --fresh] [--nproc N]";
 
 // The step records of a run's log.jsonl (all of them: a resumed run's too), for the plots.
 inline std::vector<ca::StepStats> read_step_log(const fs::path& file) {
@@ -189,7 +190,8 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
                            collective);
   Job trainer(model,
               {.micro_batch_size = c.n_local, .learning_rate = c.learning_rate,
-               .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0},
+               .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0,
+               .precision = c.precision},
               ca::ContAccum<ca::DualBank>({.capacity = c.bank}), {}, Loss{ca::Cosine{c.temperature}}, collective);
   double collective_before = 0;
   if constexpr (requires { collective.collective_seconds(); }) collective_before = collective.collective_seconds();
@@ -251,6 +253,7 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
                {"export_reload_max_abs_diff", reload_diff},
                {"eval_queries", eval.queries.size()},
                {"ranks", world},
+               {"precision", std::string(ca::to_string(c.precision))},
                {"train_seconds_this_call", train_seconds},
                {"pairs_per_s", train_seconds > 0 ? static_cast<double>(c.n_total * std::ssize(fitted.history)) /
                                                        train_seconds : 0.0},
@@ -317,6 +320,7 @@ inline int train(Args& args) {
   c.out = args.text("--out", c.out.string());
   c.data = args.text("--data", c.data.string());
   c.model = args.text("--model", c.model.string());
+  c.precision = ca::parse_precision(args.text("--precision", "fp32"), "--precision");
   (void)args.integer("--nproc", 1);  // > 1 was handled in main(): this process is one of the ranks
   args.check_all_used(train_usage);
   ca::detail::require(!(resume && fresh), "--resume and --fresh exclude each other");

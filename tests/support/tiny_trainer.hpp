@@ -27,6 +27,7 @@ inline contaccum::SyntheticLoader tiny_loader(uint64_t seed = 5) {
 }
 
 // The strategies a resumed run must continue exactly, by name.
+inline auto tiny_strategy(contaccum::FullBatch<>*) { return contaccum::FullBatch<>(); }
 inline auto tiny_strategy(contaccum::GradAccum<>*) { return contaccum::GradAccum<>(); }
 inline auto tiny_strategy(contaccum::GradCache<>*) { return contaccum::GradCache<>(); }
 inline auto tiny_strategy(contaccum::ContAccum<contaccum::DualBank>*) {

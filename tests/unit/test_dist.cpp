@@ -18,12 +18,10 @@
 
 #include <contaccum/contaccum.hpp>
 #include <contaccum/dist/c10d.hpp>
+#include <contaccum/dist/detail/free_port.hpp>
 
 #include <nlohmann/json.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cmath>
@@ -261,23 +259,9 @@ int run_dist_worker(int argc, char** argv) {
 
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Runs a scenario on two ranks; their exit statuses (-1: killed after `seconds`).
 std::vector<int> run_ranks(const std::string& scenario, const fs::path& dir, double seconds) {
-  const auto port = std::to_string(free_port());
+  const auto port = std::to_string(contaccum::detail::free_loopback_port("the 2-rank test"));
   std::vector<pid_t> pids;
   for (int r = 0; r < kWorld; ++r) pids.push_back(spawn_self("--dist-worker", {scenario, std::to_string(r), port, dir.string()}));
   std::vector<int> status;

@@ -293,10 +293,11 @@ public:
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
         flat.push_back(p.grad().reshape(-1));
       }
-      const bool bad = !torch::isfinite(torch::cat(flat)).all().item<bool>();
+      flat.push_back(torch::zeros({1}, flat.front().options()));  // the flag rides along
+      std::vector<at::Tensor> buffer{torch::cat(flat)};          // (numel + 1), the one copy
+      const bool bad = !torch::isfinite(buffer.front().slice(0, 0, -1)).all().item<bool>();
       bad_here = bad_here || bad;
-      flat.push_back(torch::full({1}, bad ? 1.0 : 0.0, flat.front().options()));  // the flag rides along
-      std::vector<at::Tensor> buffer{torch::cat(flat)};  // (numel + 1)
+      if (bad) buffer.front()[-1].fill_(1.0);
       g.wait(g.backend->allreduce(buffer), "gradient all-reduce");
       const auto& sum = buffer.front();
       bad_somewhere = bad_somewhere || sum[-1].item<double>() > 0;

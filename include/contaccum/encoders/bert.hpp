@@ -7,10 +7,12 @@
 
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/linear.hpp>
+#include <contaccum/encoders/recompute.hpp>
 
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -32,6 +34,13 @@ struct BertConfig {
 };
 
 namespace detail {
+
+// mask: (B, T), nonzero = real token -> (B, 1, 1, T) additive attention bias in `dtype`:
+// 0 for a real key, -inf for padding. Made once per forward and shared by every layer.
+inline torch::Tensor attention_mask_bias(const torch::Tensor& mask, torch::ScalarType dtype) {
+  return torch::zeros({mask.size(0), 1, 1, mask.size(1)}, mask.options().dtype(dtype))
+      .masked_fill_(mask.eq(0).view({mask.size(0), 1, 1, mask.size(1)}), -std::numeric_limits<double>::infinity());
+}
 
 struct BertEmbeddingsImpl : torch::nn::Module {
   explicit BertEmbeddingsImpl(const BertConfig& c)
@@ -76,20 +85,22 @@ struct BertSelfAttentionImpl : torch::nn::Module {
     return c.num_attention_heads;
   }
 
-  // x: (B, T, H); keep: (B, 1, 1, T) bool, true = real key -> (B, T, H)
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep) {
+  // x: (B, T, H); mask_bias: (B, 1, 1, T), 0 for a real key and -inf for padding -> (B, T, H)
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias) {
     const auto b = x.size(0), t = x.size(1);
     auto split = [&](const torch::Tensor& y) { return y.view({b, t, heads, head_size}).transpose(1, 2); };
     auto q = split(query(x)), k = split(key(x)), v = split(value(x));  // (B, nh, T, hd)
     torch::Tensor ctx;
     if (is_training() && p_drop > 0) {
       // Written out so dropout draws from the default generator in one fixed way
-      // (GradCache's replay relies on it).
-      auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_size));
-      scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+      // (GradCache's replay relies on it). The scale goes on q (B nh T hd values), not on
+      // the scores (B nh T T), and the padding bias is added in place: the score matrix is
+      // made once and touched once before the softmax.
+      auto scores = torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(head_size))), k.transpose(-1, -2));
+      scores.add_(mask_bias);  // (B, nh, T, T)
       ctx = torch::matmul(torch::dropout(torch::softmax(scores, -1), p_drop, true), v);
     } else {
-      ctx = at::scaled_dot_product_attention(q, k, v, keep);
+      ctx = at::scaled_dot_product_attention(q, k, v, mask_bias);
     }
     return ctx.transpose(1, 2).reshape({b, t, heads * head_size});
   }
@@ -120,7 +131,9 @@ struct BertAttentionImpl : torch::nn::Module {
   explicit BertAttentionImpl(const BertConfig& c)
       : self(register_module("self", BertSelfAttention(c))),
         output(register_module("output", BertResidualOutput(c.hidden_size, c))) {}
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep) { return output(self(x, keep), x); }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias) {
+    return output(self(x, mask_bias), x);
+  }
   BertSelfAttention self;
   BertResidualOutput output;
 };
@@ -140,8 +153,8 @@ struct BertLayerImpl : torch::nn::Module {
         intermediate(register_module("intermediate", BertIntermediate(c))),
         output(register_module("output", BertResidualOutput(c.intermediate_size, c))) {}
   // (B, T, H) -> (B, T, H)
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep) {
-    auto a = attention(x, keep);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias) {
+    auto a = attention(x, mask_bias);
     return output(intermediate(a), a);
   }
   BertAttention attention;
@@ -183,19 +196,29 @@ public:
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask,
                         const torch::Tensor& token_type_ids = {}) {
     auto types = token_type_ids.defined() ? token_type_ids : torch::zeros_like(ids);
-    auto keep = mask.to(torch::kBool).view({ids.size(0), 1, 1, ids.size(1)});  // (B, 1, 1, T)
     const auto& layers = *encoder->layer;
     const auto first = static_cast<size_t>(first_trainable_layer_.value_or(0));
-    torch::Tensor x;  // (B, T, H)
+    torch::Tensor x, bias;  // (B, T, H), (B, 1, 1, T)
     {
       // The frozen prefix (BlockFreeze): no graph is recorded, so its activations are freed
       // as soon as the next layer has read them and backward stops at layer `first`.
       std::optional<torch::NoGradGuard> no_grad;
       if (first_trainable_layer_) no_grad.emplace();
       x = embeddings(ids, types);
-      for (size_t i = 0; i < first; ++i) x = layers[i]->as<detail::BertLayer>()->forward(x, keep);
+      bias = detail::attention_mask_bias(mask, x.scalar_type());
+      for (size_t i = 0; i < first; ++i) x = layers[i]->as<detail::BertLayer>()->forward(x, bias);
     }
-    for (size_t i = first; i < layers.size(); ++i) x = layers[i]->as<detail::BertLayer>()->forward(x, keep);
+    for (size_t i = first; i < layers.size(); ++i) {
+      if (!gradient_checkpointing_) {
+        x = layers[i]->as<detail::BertLayer>()->forward(x, bias);
+        continue;
+      }
+      x = detail::recomputed(
+          [layer = encoder->layer->ptr(i), bias](const torch::Tensor& h) {
+            return layer->as<detail::BertLayer>()->forward(h, bias);
+          },
+          x);
+    }
     return x;
   }
 
@@ -215,6 +238,14 @@ public:
   }
   [[nodiscard]] std::optional<int64_t> first_trainable_layer() const { return first_trainable_layer_; }
 
+  /// \brief Activation recompute per Transformer layer (Hugging Face's gradient
+  ///        checkpointing): a trained layer keeps only its input and runs again in the
+  ///        backward, with the forward's dropout masks and autocast state
+  ///        (encoders/recompute.hpp). Less activation memory for one more forward of each
+  ///        layer; the gradients are unchanged.
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  [[nodiscard]] bool gradient_checkpointing() const { return gradient_checkpointing_; }
+
   /// \brief BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm 1/0.
   void reset_parameters() {
     torch::NoGradGuard no_grad;
@@ -230,6 +261,7 @@ public:
 private:
   BertConfig config_;
   std::optional<int64_t> first_trainable_layer_;
+  bool gradient_checkpointing_ = false;
 
 public:
   detail::BertEmbeddings embeddings;

@@ -14,6 +14,7 @@
 
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/linear.hpp>
+#include <contaccum/encoders/recompute.hpp>
 
 #include <torch/torch.h>
 
@@ -262,13 +263,24 @@ struct GptNeoxBodyImpl : torch::nn::Module {
       std::tie(cos, sin) = gpt_neox_rotary_table(ids.size(1), rotary_dims, rotary_base, x.options());
       for (size_t i = 0; i < first; ++i) x = layers[i]->as<GptNeoxLayer>()->forward(x, cos, sin, keep);
     }
-    for (size_t i = first; i < layers->size(); ++i) x = layers[i]->as<GptNeoxLayer>()->forward(x, cos, sin, keep);
+    for (size_t i = first; i < layers->size(); ++i) {
+      if (!gradient_checkpointing) {
+        x = layers[i]->as<GptNeoxLayer>()->forward(x, cos, sin, keep);
+        continue;
+      }
+      x = recomputed(
+          [layer = layers->ptr(i), cos, sin, keep](const torch::Tensor& h) {
+            return layer->as<GptNeoxLayer>()->forward(h, cos, sin, keep);
+          },
+          x);
+    }
     return final_layer_norm(x);
   }
 
   int64_t rotary_dims;
   double rotary_base;
   std::optional<int64_t> first_trainable_layer;  // set through GptNeoxImpl::set_first_trainable_layer
+  bool gradient_checkpointing = false;           // set through GptNeoxImpl::set_gradient_checkpointing
   torch::nn::Embedding embed_in;
   torch::nn::Dropout emb_dropout;
   torch::nn::ModuleList layers;
@@ -362,6 +374,12 @@ public:
     gpt_neox->first_trainable_layer = n;
   }
   [[nodiscard]] std::optional<int64_t> first_trainable_layer() const { return gpt_neox->first_trainable_layer; }
+
+  /// \brief Activation recompute per layer (Hugging Face's gradient checkpointing): a
+  ///        trained layer keeps only its input and runs again in the backward, with the
+  ///        forward's dropout masks and autocast state (encoders/recompute.hpp).
+  void set_gradient_checkpointing(bool on) { gpt_neox->gradient_checkpointing = on; }
+  [[nodiscard]] bool gradient_checkpointing() const { return gpt_neox->gradient_checkpointing; }
 
   /// \brief transformers' initialisation: weights N(0, initializer_range), biases 0,
   ///        LayerNorm 1/0.

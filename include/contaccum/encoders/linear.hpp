@@ -47,12 +47,21 @@ public:
 
   /// \brief (..., in_features) -> (..., out_features).
   torch::Tensor forward(const torch::Tensor& x) {
-    auto y = torch::nn::LinearImpl::forward(x);
+    auto y = affine(x);
     return branch ? branch->apply(x, y) : y;
   }
 
   /// \brief The installed side path, or null (then this layer is torch::nn::Linear).
   std::shared_ptr<LinearBranch> branch;
+
+private:
+  // x W^T + b. A contiguous (B, T, in) input is viewed as (B T, in) so the bias add fuses
+  // into one addmm, forward and backward, instead of a matmul and a separate add.
+  torch::Tensor affine(const torch::Tensor& x) {
+    if (x.dim() != 3 || !bias.defined() || !x.is_contiguous()) return torch::nn::LinearImpl::forward(x);
+    const auto b = x.size(0), t = x.size(1);
+    return torch::addmm(bias, x.view({b * t, x.size(2)}), weight.t()).view({b, t, weight.size(0)});  // (B, T, out)
+  }
 };
 TORCH_MODULE(AdaptableLinear);
 

@@ -101,14 +101,15 @@ public:
     const int64_t unit_rows =
         step_units ? batch.size() : (split_.max_tokens > 0 ? 0 : std::min(rows * per_unit, batch.size()));
     pool_.begin_step(loss, unit_rows * ctx.world_size);  // rows per enqueue after the exchange
-    ChunkSeeds seeds{.seed = ctx.dropout_seed, .step = ctx.step, .first = 0, .chunks = k,
-                     .world = ctx.world_size, .rank = ctx.rank, .step_units = step_units};
+    EncodeContext how{.seed = ctx.dropout_seed, .step = ctx.step, .first = 0, .chunks = k,
+                      .world = ctx.world_size, .rank = ctx.rank, .step_units = step_units,
+                      .precision = ctx.precision};
     const int64_t units = (k + per_unit - 1) / per_unit;
     for (int64_t u = 0; u < units; ++u) {
-      seeds.first = u * per_unit;
-      const auto count = std::min(per_unit, k - seeds.first);
-      run_unit(model, loss, all.subspan(static_cast<size_t>(seeds.first), static_cast<size_t>(count)), units, u, ctx,
-               seam, seeds, out);
+      how.first = u * per_unit;
+      const auto count = std::min(per_unit, k - how.first);
+      run_unit(model, loss, all.subspan(static_cast<size_t>(how.first), static_cast<size_t>(count)), units, u, ctx,
+               seam, how, out);
     }
     return out;
   }
@@ -170,8 +171,8 @@ private:
 
   template <class M, class L>
   void run_unit(M& model, const L& loss, std::span<const PairBatch> chunks, int64_t units, int64_t index,
-                const StepContext& ctx, BackwardSeam& seam, const ChunkSeeds& seeds, Accumulation& out) {
-    const EncodedRows rows = schedule_.encode(model, chunks, seeds);
+                const StepContext& ctx, BackwardSeam& seam, const EncodeContext& how, Accumulation& out) {
+    const EncodedRows rows = schedule_.encode(model, chunks, how);
     detail::check_width(rows.queries, rows.positives, ctx.step);
     LossInputs in = seam.exchange({.queries = rows.queries, .positives = rows.positives,
                                    .hard_negatives = rows.hard_negatives});

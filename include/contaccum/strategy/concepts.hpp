@@ -23,6 +23,7 @@
 #include <contaccum/encoders/concepts.hpp>
 #include <contaccum/loss/concepts.hpp>
 #include <contaccum/loss/loss_inputs.hpp>
+#include <contaccum/precision/precision.hpp>
 #include <contaccum/strategy/detail/archetypes.hpp>
 #include <contaccum/strategy/seam.hpp>
 
@@ -31,6 +32,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace contaccum {
 
@@ -41,35 +43,47 @@ struct StepContext {
   BackwardSeam* seam = nullptr;  ///< the Trainer's seam; nullptr = the plain one-process seam
   int64_t world_size = 1;        ///< processes that share the step (the collective's)
   int64_t rank = 0;              ///< this process among them
-  int64_t dropout_seed = -1;     ///< >= 0: seed every forward chunk (ChunkSeeds); -1: generators run on
+  int64_t dropout_seed = -1;     ///< >= 0: seed every forward chunk (EncodeContext); -1: generators run on
+  Precision precision = Precision::fp32;  ///< the encoders' compute type (EncodeContext::encoding)
 };
 
-/// \brief Where a loss unit's forward chunks draw their dropout masks from.
+/// \brief How a loss unit's forward chunks are encoded: the precision they compute in and
+///        where they draw their dropout masks from.
 ///
-/// Off (seed < 0), the generators simply run on. On, each chunk's generators (CPU and every
-/// CUDA device) are seeded from (seed, step, the chunk's *global* index) before its query
-/// tower runs, so the masks depend on which rows a chunk holds, not on the process: a step
-/// split over W processes draws what one process drawing the same chunks would. The global
-/// index of this rank's chunk j (of K this step) is rank * K + j when the loss unit is the
-/// whole step (rank r holds the step's r-th contiguous share) and j * W + rank when each
+/// Precision: every tower call runs inside `encoding(...)`, under autocast for bf16 / fp16,
+/// and its embeddings come back in fp32 (precision/precision.hpp).
+///
+/// Seeds: off (seed < 0), the generators simply run on. On, each chunk's generators (CPU and
+/// every CUDA device) are seeded from (seed, step, the chunk's *global* index) before its
+/// query tower runs, so the masks depend on which rows a chunk holds, not on the process: a
+/// step split over W processes draws what one process drawing the same chunks would. The
+/// global index of this rank's chunk j (of K this step) is rank * K + j when the loss unit is
+/// the whole step (rank r holds the step's r-th contiguous share) and j * W + rank when each
 /// micro-batch is a unit (global micro-batch j is every rank's j-th).
-struct ChunkSeeds {
+struct EncodeContext {
   int64_t seed = -1;
   int64_t step = 0;
   int64_t first = 0;      ///< the unit's first chunk, counted in the step
   int64_t chunks = 1;     ///< K: this rank's chunks in the step
   int64_t world = 1, rank = 0;
   bool step_units = false;
+  Precision precision = Precision::fp32;
 
-  [[nodiscard]] bool on() const { return seed >= 0; }
+  [[nodiscard]] bool seeded() const { return seed >= 0; }
   /// \brief The global index of the unit's j-th chunk.
   [[nodiscard]] int64_t global_index(int64_t j) const {
     const int64_t local = first + j;
     return step_units ? rank * chunks + local : local * world + rank;
   }
-  /// \brief Seeds the generators for the unit's j-th chunk (nothing when off).
+  /// \brief Seeds the generators for the unit's j-th chunk (nothing when unseeded).
   void enter(int64_t j) const {
-    if (on()) detail::rng_state::seed_all(detail::chunk_seed(static_cast<uint64_t>(seed), step, global_index(j)));
+    if (seeded()) detail::rng_state::seed_all(detail::chunk_seed(static_cast<uint64_t>(seed), step, global_index(j)));
+  }
+  /// \brief `tower()` (a tower call) in this context's precision; its embeddings in fp32.
+  template <class F>
+  [[nodiscard]] torch::Tensor encoding(F&& tower) const {
+    AutocastScope autocast(precision);
+    return to_master_precision(std::forward<F>(tower)());
   }
 };
 
@@ -95,10 +109,10 @@ template <class S, class Model>
 concept EncodeScheduleFor =
     std::default_initializable<S> && BiEncoder<Model> &&
     requires(S s, Model& m, std::span<const PairBatch> chunks, const torch::Tensor& loss, int64_t units,
-             BackwardSeam& seam, const ChunkSeeds& seeds) {
+             BackwardSeam& seam, const EncodeContext& how) {
       { S::name } -> std::convertible_to<std::string_view>;
       { S::whole_step } -> std::convertible_to<bool>;
-      { s.encode(m, chunks, seeds) } -> std::same_as<EncodedRows>;
+      { s.encode(m, chunks, how) } -> std::same_as<EncodedRows>;
       s.backward(m, chunks, loss, units, seam);
     };
 

@@ -14,7 +14,8 @@
 ///      3. per chunk: restore the generators, re-encode with autograd and push the cached
 ///         gradients through it (the surrogate sum(e * dL/de)).
 ///    Restoring the generators gives the second forward the first one's dropout masks;
-///    without it the gradient would be wrong whenever dropout is on.
+///    without it the gradient would be wrong whenever dropout is on. The replay runs in the
+///    first pass's precision (the same autocast state), so it recomputes the same embeddings.
 
 #include <contaccum/data/batch.hpp>
 #include <contaccum/detail/rng_state.hpp>
@@ -38,19 +39,19 @@ struct Direct {
 
   /// \brief The chunks' embeddings with their graphs: q (n, H), p (n, H), h (n*m, H).
   template <BiEncoder M>
-  EncodedRows encode(M& model, std::span<const PairBatch> chunks, const ChunkSeeds& seeds = {}) {
+  EncodedRows encode(M& model, std::span<const PairBatch> chunks, const EncodeContext& how = {}) {
     if (chunks.size() == 1) {  // queries first: the generators' draws keep the order they always had
-      seeds.enter(0);
-      auto q = model->encode_queries(chunks.front().queries);  // (n, H)
-      auto d = detail::encode_passages(model, chunks.front());
+      how.enter(0);
+      auto q = detail::encode_queries(model, chunks.front(), how);  // (n, H)
+      auto d = detail::encode_passages(model, chunks.front(), how);
       return {q, d.positives, d.hard_negatives};
     }
     std::vector<torch::Tensor> qs, ps, hs;
     for (size_t j = 0; j < chunks.size(); ++j) {
       const PairBatch& mb = chunks[j];
-      seeds.enter(static_cast<int64_t>(j));
-      qs.push_back(model->encode_queries(mb.queries));  // (n_j, H)
-      auto d = detail::encode_passages(model, mb);
+      how.enter(static_cast<int64_t>(j));
+      qs.push_back(detail::encode_queries(model, mb, how));  // (n_j, H)
+      auto d = detail::encode_passages(model, mb, how);
       ps.push_back(d.positives);
       hs.push_back(d.hard_negatives);
     }
@@ -73,7 +74,8 @@ public:
   /// \brief Detached leaf embeddings of every chunk, concatenated in step order:
   ///        q (N, H), p (N, H), h (N*m, H). The generator states are kept for the replay.
   template <BiEncoder M>
-  EncodedRows encode(M& model, std::span<const PairBatch> chunks, const ChunkSeeds& seeds = {}) {
+  EncodedRows encode(M& model, std::span<const PairBatch> chunks, const EncodeContext& how = {}) {
+    how_ = how;  // the replay runs in the same precision
     rng_q_.clear();
     rng_d_.clear();
     q_leaf_.clear();
@@ -82,13 +84,11 @@ public:
       torch::NoGradGuard no_grad;
       for (size_t j = 0; j < chunks.size(); ++j) {
         const PairBatch& mb = chunks[j];
-        seeds.enter(static_cast<int64_t>(j));
+        how.enter(static_cast<int64_t>(j));
         rng_q_.push_back(detail::rng_state::capture());
-        q_leaf_.push_back(model->encode_queries(mb.queries).detach().requires_grad_(true));  // (n_j, H)
+        q_leaf_.push_back(detail::encode_queries(model, mb, how).detach().requires_grad_(true));  // (n_j, H)
         rng_d_.push_back(detail::rng_state::capture());
-        d_leaf_.push_back(model->encode_passages(cat_rows(mb.positives, mb.hard_negatives))
-                              .detach()
-                              .requires_grad_(true));  // (n_j + n_j*m, H)
+        d_leaf_.push_back(detail::encode_documents(model, mb, how).detach().requires_grad_(true));  // (n_j + n_j*m, H)
       }
     }
     after_ = detail::rng_state::capture();
@@ -109,9 +109,9 @@ public:
     seam.backward(loss, units);
     for (size_t j = 0; j < chunks.size(); ++j) {
       rng_q_[j].restore();
-      auto q = model->encode_queries(chunks[j].queries);
+      auto q = detail::encode_queries(model, chunks[j], how_);
       rng_d_[j].restore();
-      auto d = model->encode_passages(cat_rows(chunks[j].positives, chunks[j].hard_negatives));
+      auto d = detail::encode_documents(model, chunks[j], how_);
       seam.backward({q, d}, {grad_of(q_leaf_[j]), grad_of(d_leaf_[j])});
     }
     after_.restore();  // the generators move on as if each chunk ran once
@@ -127,6 +127,7 @@ private:
   std::vector<detail::rng_state> rng_q_, rng_d_;
   std::vector<torch::Tensor> q_leaf_, d_leaf_;  // per chunk: (n, H), (n + n*m, H)
   detail::rng_state after_;
+  EncodeContext how_;
 };
 
 }  // namespace contaccum

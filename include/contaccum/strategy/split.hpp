@@ -7,8 +7,9 @@
 /// A token budget packs consecutive pairs (order kept, so every loss sees its rows in the
 /// same order and exact strategies stay exact) while a forward holds at most
 /// `max_tokens` real tokens (queries + positives + hard negatives, padding not counted)
-/// and at most the row limit; each forward is then trimmed of the padding columns no row
-/// of it uses, which is where the saving comes from on data whose lengths vary.
+/// and at most the row limit. Either way each forward is then trimmed of the padding
+/// columns no row of it uses (as sentence-transformers pads each mini-batch to its own
+/// longest row): a micro-batch of short rows does not pay for the step's longest one.
 
 #include <contaccum/data/batch.hpp>
 #include <contaccum/detail/error.hpp>
@@ -85,15 +86,12 @@ inline TokenBatch trimmed(const TokenBatch& t, const std::vector<int64_t>& ends,
 }  // namespace detail
 
 /// \brief The forward passes of a step: consecutive slices of at most `rows` pairs, and,
-///        with a token budget, of at most `max_tokens` real tokens each (then trimmed).
+///        with a token budget, of at most `max_tokens` real tokens each; every slice is
+///        trimmed to its longest real row.
 [[nodiscard]] inline std::vector<PairBatch> split_step(const PairBatch& batch, int64_t rows, int64_t max_tokens = 0) {
   detail::require(rows > 0, "micro-batch rows must be positive, got ", rows);
   detail::require(max_tokens >= 0, "MicroBatching.max_tokens must be >= 0, got ", max_tokens);
   std::vector<PairBatch> out;
-  if (max_tokens == 0) {
-    for (const PairBatch& mb : micro_batches(batch, rows)) out.push_back(mb);
-    return out;
-  }
   const auto n = batch.size(), m = batch.negatives_per_query();
   const auto len = detail::lengths_of(batch);
   auto emit = [&](int64_t begin, int64_t end) {
@@ -103,6 +101,10 @@ inline TokenBatch trimmed(const TokenBatch& t, const std::vector<int64_t>& ends,
     if (m > 0) mb.hard_negatives = detail::trimmed(mb.hard_negatives, len.hard_negative_end, begin * m, end * m);
     out.push_back(std::move(mb));
   };
+  if (max_tokens == 0) {
+    for (int64_t begin = 0; begin < n; begin += rows) emit(begin, std::min(n, begin + rows));
+    return out;
+  }
   int64_t begin = 0, used = 0;
   for (int64_t i = 0; i < n; ++i) {
     detail::require(len.tokens[i] <= max_tokens, "MicroBatching.max_tokens = ", max_tokens, " cannot hold pair ", i,

@@ -109,7 +109,7 @@ namespace detail {
 
 /// One step's log record.
 [[nodiscard]] inline nlohmann::json step_record(const StepStats& s, double pairs_per_s) {
-  return {{"event", "step"},
+  nlohmann::json r = {{"event", "step"},
           {"step", s.step},
           {"loss", s.loss},
           {"pairs", s.pairs},
@@ -124,6 +124,11 @@ namespace detail {
           {"pairs_per_s", pairs_per_s},
           {"peak_memory_mib", static_cast<double>(s.peak_memory_bytes) / (1 << 20)},
           {"score_cache_fallbacks", s.score_cache_fallbacks}};
+  if (s.loss_scale > 0) {  // fp16 runs only
+    r["loss_scale"] = s.loss_scale;
+    r["overflow"] = s.overflow;
+  }
+  return r;
 }
 
 /// Rewrites log.jsonl to the records a run that stopped after `steps_done` steps wrote
@@ -291,6 +296,7 @@ FitResult fit(T& trainer, L& loader, const FitOptions& o) {
       events->scalar("train/learning_rate", st.learning_rate, st.step);
       events->scalar("train/negatives_per_query", st.negatives_per_query, st.step);
       events->scalar("train/pairs_per_s", rate, st.step);
+      if (st.loss_scale > 0) events->scalar("train/loss_scale", st.loss_scale, st.step);
     }
     result.history.push_back(st);
     if (o.on_step) o.on_step(st);

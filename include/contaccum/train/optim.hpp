@@ -11,6 +11,7 @@
 #include <numbers>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace contaccum {
@@ -74,8 +75,59 @@ inline void set_learning_rate(torch::optim::Optimizer& opt, double lr) {
 [[nodiscard]] inline double grad_norm(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> norms;
   for (const auto& p : params)
-    if (p.grad().defined()) norms.push_back(p.grad().detach().to(torch::kDouble).norm());
+    if (p.grad().defined()) norms.push_back(p.grad().detach().norm());
   return norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
+}
+
+/// \brief The gradient norms a step reports: each tower's and the whole trainable set's.
+struct GradientNorms {
+  double query = 0, passage = 0, total = 0;
+  torch::Tensor total_tensor;  ///< `total` on the gradients' device (0-d), for clip_gradients
+};
+
+/// \brief Norms of the query tower's, the passage tower's and all trainable gradients.
+///        Each distinct gradient's norm is taken once, in its own dtype (no copy), and the
+///        three group norms come back in one device-to-host read. The total is what
+///        torch::nn::utils::clip_grad_norm_ computes, bit for bit.
+[[nodiscard]] inline GradientNorms gradient_norms(const std::vector<torch::Tensor>& all,
+                                                  const std::vector<torch::Tensor>& query,
+                                                  const std::vector<torch::Tensor>& passage) {
+  std::vector<std::pair<const void*, torch::Tensor>> seen;  // parameter -> its gradient's norm
+  auto norm_of = [&](const torch::Tensor& p) -> torch::Tensor {
+    const void* key = p.unsafeGetTensorImpl();
+    for (const auto& [k, n] : seen)
+      if (k == key) return n;
+    seen.emplace_back(key, p.grad().detach().norm());
+    return seen.back().second;
+  };
+  auto group = [&](const std::vector<torch::Tensor>& params) -> torch::Tensor {
+    std::vector<torch::Tensor> norms;
+    for (const auto& p : params)
+      if (p.grad().defined()) norms.push_back(norm_of(p));
+    if (norms.empty()) return {};
+    return norms.size() == 1 ? norms.front() : torch::stack(norms).norm();
+  };
+  GradientNorms out;
+  out.total_tensor = group(all);
+  if (!out.total_tensor.defined()) return out;
+  const auto q = group(query), p = group(passage);
+  auto or_zero = [&](const torch::Tensor& t) { return t.defined() ? t : torch::zeros_like(out.total_tensor); };
+  const auto host = torch::stack({or_zero(q), or_zero(p), out.total_tensor}).to(torch::kCPU, torch::kDouble);
+  const double* v = host.data_ptr<double>();
+  out.query = v[0];
+  out.passage = v[1];
+  out.total = v[2];
+  return out;
+}
+
+/// \brief Scales the gradients of `params` by max_norm / (total + 1e-6) when that is below
+///        1, with `norms.total_tensor` from gradient_norms over the same parameters: the same
+///        result as torch::nn::utils::clip_grad_norm_, without taking the norms again.
+inline void clip_gradients(const std::vector<torch::Tensor>& params, double max_norm, const GradientNorms& norms) {
+  if (!norms.total_tensor.defined() || max_norm / (norms.total + 1e-6) >= 1.0) return;
+  const auto coef = torch::clamp(max_norm / (norms.total_tensor + 1e-6), std::nullopt, 1.0);
+  for (const auto& p : params)
+    if (p.grad().defined()) p.grad().detach().mul_(coef);
 }
 
 }  // namespace contaccum

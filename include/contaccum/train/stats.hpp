@@ -24,12 +24,16 @@ struct StepStats {
   int64_t score_cache_hits = 0;       ///< loss evaluations whose banked rows the bank's score cache served
   int64_t score_cache_fallbacks = 0;  ///< loss evaluations that streamed the bank scores instead
   std::string score_cache_note;       ///< why the score cache could not serve (empty without fallbacks)
+  double loss_scale = 0;  ///< fp16: the loss scale this step's backward used (0 without loss scaling)
+  bool overflow = false;  ///< fp16: the scaled gradients were not finite, so nothing was updated
+                          ///< and the scale was backed off (GradScaler's skip)
 };
 
 inline std::ostream& operator<<(std::ostream& os, const StepStats& s) {
   os << "step " << s.step << " loss " << s.loss << " negatives/query " << s.negatives_per_query
             << " grad_norm " << s.grad_norm << " GradNormRatio " << s.grad_norm_ratio << " lr " << s.learning_rate
             << " time " << s.seconds << "s peak " << (s.peak_memory_bytes >> 20) << " MiB";
+  if (s.overflow) os << " [fp16 overflow at loss scale " << s.loss_scale << ": step skipped]";
   if (s.score_cache_fallbacks > 0)
     os << " [score cache fell back " << s.score_cache_fallbacks << "x: " << s.score_cache_note << "]";
   return os;

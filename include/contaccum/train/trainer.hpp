@@ -29,6 +29,8 @@
 #include <contaccum/dist/single_process.hpp>
 #include <contaccum/loss/concepts.hpp>
 #include <contaccum/loss/info_nce.hpp>
+#include <contaccum/precision/loss_scaler.hpp>
+#include <contaccum/precision/precision.hpp>
 #include <contaccum/strategy/concepts.hpp>
 #include <contaccum/strategy/seam.hpp>
 #include <contaccum/state/state_dict.hpp>
@@ -60,9 +62,14 @@ struct TrainerConfig {
   Decay decay = Decay::linear;
   double max_grad_norm = 2.0;  ///< clip the global gradient norm to this; 0 = no clipping
   /// >= 0: seed each forward chunk's dropout from (seed, step, global chunk), so a step split
-  /// over W processes draws the masks one process would (ChunkSeeds). -1: the generators run
+  /// over W processes draws the masks one process would (EncodeContext). -1: the generators run
   /// on in one process; seed 0 on several.
   int64_t dropout_seed = -1;
+  /// The encoders' compute type: fp32, or bf16 / fp16 autocast with fp32 weights, optimizer
+  /// state, loss and banks (precision/precision.hpp). fp16 scales the loss (loss_scaler).
+  Precision precision = Precision::fp32;
+  double loss_scale_init = 65536.0;          ///< fp16 only: the first loss scale (GradScaler's 2^16)
+  int64_t loss_scale_growth_interval = 2000;  ///< fp16 only: finite steps in a row that double the scale
 };
 
 /// \brief A TrainerConfig as JSON, field by field (the checkpoint's config fingerprint).
@@ -72,7 +79,7 @@ struct TrainerConfig {
           {"adam_beta2", c.adam_beta2},             {"adam_eps", c.adam_eps},
           {"warmup_steps", c.warmup_steps},         {"total_steps", c.total_steps},
           {"decay", c.decay},                       {"max_grad_norm", c.max_grad_norm},
-          {"dropout_seed", c.dropout_seed}};
+          {"dropout_seed", c.dropout_seed},         {"precision", c.precision}};
 }
 
 namespace detail {
@@ -80,11 +87,20 @@ namespace detail {
 template <class C>
 class collective_seam final : public BackwardSeam {
 public:
-  explicit collective_seam(const C& c) : collective_(&c) {}
+  collective_seam(const C& c, double loss_scale) : collective_(&c), scale_(loss_scale) {}
   [[nodiscard]] LossInputs exchange(const LossInputs& in) override { return collective_->exchange(in); }
+  /// fp16: the loss times the scale (GradCache's replay needs nothing more: the gradients it
+  /// pushes come from this backward and already carry the scale).
+  void backward(const torch::Tensor& loss, int64_t units) override {
+    if (scale_ == 1.0) return BackwardSeam::backward(loss, units);
+    ++calls_;
+    (loss * (scale_ / static_cast<double>(units))).backward();
+  }
+  using BackwardSeam::backward;
 
 private:
   const C* collective_;
+  double scale_;
 };
 }  // namespace detail
 
@@ -127,6 +143,8 @@ public:
                     config_.max_grad_norm);
     detail::require(config_.dropout_seed >= -1, "TrainerConfig.dropout_seed must be >= 0 or -1, got ",
                     config_.dropout_seed);
+    scaler_ = LossScaler(config_.precision == Precision::fp16,
+                         {.init_scale = config_.loss_scale_init, .growth_interval = config_.loss_scale_growth_interval});
     MemoryMeter::install();
     adapter_.prepare(model_);
     auto named = model_->named_parameters();
@@ -162,7 +180,10 @@ public:
 
     Accumulation acc;
     StepStats stats{.step = step_, .pairs = batch.size() * collective_.world_size()};  // global N_total
-    detail::collective_seam<C> seam(collective_);  // one per step: it never outlives the collective
+    stats.loss_scale = scaler_.enabled() ? scaler_.scale() : 0.0;
+    detail::collective_seam<C> seam(collective_, scaler_.scale());  // one per step: it never outlives the collective
+    GradientNorms norms;
+    bool overflow = false;  // fp16: the scaled gradients were not finite; the step is skipped
     try {
       if constexpr (MultiProcessCollective<C>) collective_.begin_step(step_);
       const auto world = collective_.world_size();
@@ -170,35 +191,56 @@ public:
           model_, loss_, on_device,
           StepContext{.step = step_, .micro_batch_size = config_.micro_batch_size, .seam = &seam,
                       .world_size = world, .rank = collective_.rank(),
-                      .dropout_seed = config_.dropout_seed >= 0 ? config_.dropout_seed : (world > 1 ? 0 : -1)});
-      collective_.reduce_gradients(trainable_);  // once per step, before the norms and the clip
-      stats.grad_norm_query = grad_norm(query_params_);
-      stats.grad_norm_passage = grad_norm(passage_params_);
-      stats.grad_norm = grad_norm(trainable_);
-      if (!std::isfinite(stats.grad_norm))
-        throw non_finite_loss(detail::cat("contaccum: step ", step_, ": gradient norm is ", stats.grad_norm,
-                                          " (loss ", acc.loss, "); no parameter was updated"),
-                              step_);
+                      .dropout_seed = config_.dropout_seed >= 0 ? config_.dropout_seed : (world > 1 ? 0 : -1),
+                      .precision = config_.precision});
+      try {
+        collective_.reduce_gradients(trainable_);  // once per step, before the norms and the clip
+      } catch (const non_finite_loss&) {
+        if (!scaler_.enabled()) throw;  // every rank saw the same flag: every rank skips
+        overflow = true;
+      }
+      if (!overflow) {
+        scaler_.unscale(trainable_);
+        norms = gradient_norms(trainable_, query_params_, passage_params_);
+        stats.grad_norm_query = norms.query;
+        stats.grad_norm_passage = norms.passage;
+        stats.grad_norm = norms.total;
+        overflow = scaler_.enabled() && !std::isfinite(stats.grad_norm);
+        if (!overflow && !std::isfinite(stats.grad_norm))
+          throw non_finite_loss(detail::cat("contaccum: step ", step_, ": gradient norm is ", stats.grad_norm,
+                                            " (loss ", acc.loss, "); no parameter was updated"),
+                                step_);
+      }
     } catch (...) {
       backward_calls_ += seam.calls();
       optimizer_->zero_grad(true);
       strategy_.finish_step(false);
       throw;
     }
-    if (config_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable_, config_.max_grad_norm);
+    backward_calls_ += seam.calls();
+    scaler_.update(overflow);
+    stats.loss = acc.loss;
+    stats.micro_batches = acc.micro_batches;
+    if (overflow) {  // GradScaler's skip: nothing updated, the bank keeps its rows, the scale backs off
+      optimizer_->zero_grad(true);
+      strategy_.finish_step(false);
+      stats.overflow = true;
+      stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      stats.peak_memory_bytes = MemoryMeter::peak_bytes(device_);
+      ++step_;
+      return stats;
+    }
+    if (config_.max_grad_norm > 0) clip_gradients(trainable_, config_.max_grad_norm, norms);
     stats.learning_rate =
         config_.learning_rate * lr_factor(step_, config_.warmup_steps, config_.total_steps, config_.decay);
     set_learning_rate(*optimizer_, stats.learning_rate);
     optimizer_->step();
     strategy_.finish_step(true);
-    backward_calls_ += seam.calls();
 
     if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
     stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     stats.peak_memory_bytes = MemoryMeter::peak_bytes(device_);
-    stats.loss = acc.loss;
     stats.negatives_per_query = acc.negatives_per_query;
-    stats.micro_batches = acc.micro_batches;
     stats.score_cache_hits = acc.score_cache_hits;
     stats.score_cache_fallbacks = acc.score_cache_fallbacks;
     stats.score_cache_note = std::move(acc.score_cache_note);
@@ -226,6 +268,7 @@ public:
     detail::save_adamw(s, prefix + "optimizer.", *optimizer_, parameter_names());
     strategy_.save_state(s, prefix + "strategy.");
     detail::save_generators(s, prefix + "rng.");
+    if (scaler_.enabled()) scaler_.save_state(s, prefix + "trainer.loss_scaler.");
   }
 
   /// \brief Restores a saved state. Everything is checked before anything changes: a config
@@ -256,11 +299,14 @@ public:
     const auto copies = detail::check_module_tensors(r, prefix + "model.", *model_);
     auto moments = detail::check_adamw(r, prefix + "optimizer.", *optimizer_, parameter_names());
     const auto generators = detail::check_generators(r, prefix + "rng.");
+    LossScaler scaler = scaler_;
+    if (scaler.enabled()) scaler.load_state(r, prefix + "trainer.loss_scaler.");
     strategy_.load_state(r, prefix + "strategy.");  // all or nothing; the last check that can fail
     detail::apply_tensor_copies(copies);
     detail::apply_adamw(*optimizer_, moments);
     detail::apply_generators(generators);
     step_ = step;
+    scaler_ = scaler;
     negatives_per_query_ = m;
     backward_calls_ = calls;
   }
@@ -275,6 +321,8 @@ public:
   const TrainerConfig& config() const { return config_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   [[nodiscard]] int64_t steps_done() const { return step_; }
+  /// \brief fp16's loss scaler (disabled, scale 1, for fp32 and bf16).
+  [[nodiscard]] const LossScaler& loss_scaler() const { return scaler_; }
   [[nodiscard]] const std::vector<torch::Tensor>& trainable_parameters() const { return trainable_; }
 
 private:
@@ -307,6 +355,7 @@ private:
   torch::Device device_{torch::kCPU};
   int64_t step_ = 0;
   int64_t negatives_per_query_ = -1;
+  LossScaler scaler_;
 };
 
 }  // namespace contaccum

@@ -6,6 +6,7 @@
 #include <contaccum/data/batch.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/concepts.hpp>
+#include <contaccum/strategy/concepts.hpp>
 
 #include <torch/torch.h>
 
@@ -18,11 +19,23 @@ struct encoded_docs {
   torch::Tensor hard_negatives;  // (n*m, H), maybe (0, H)
 };
 
-// Positives and hard negatives go through the passage tower in one call, as DPR does.
+// Queries through the query tower, in the context's precision: (n, H).
 template <BiEncoder M>
-encoded_docs encode_passages(M& model, const PairBatch& mb) {
+torch::Tensor encode_queries(M& model, const PairBatch& mb, const EncodeContext& how) {
+  return how.encoding([&] { return model->encode_queries(mb.queries); });
+}
+
+// Positives and hard negatives go through the passage tower in one call, as DPR does:
+// (n + n*m, H), in the context's precision.
+template <BiEncoder M>
+torch::Tensor encode_documents(M& model, const PairBatch& mb, const EncodeContext& how) {
+  return how.encoding([&] { return model->encode_passages(cat_rows(mb.positives, mb.hard_negatives)); });
+}
+
+template <BiEncoder M>
+encoded_docs encode_passages(M& model, const PairBatch& mb, const EncodeContext& how) {
   const auto n = mb.size();
-  auto d = model->encode_passages(cat_rows(mb.positives, mb.hard_negatives));  // (n + n*m, H)
+  auto d = encode_documents(model, mb, how);  // (n + n*m, H)
   return {d.slice(0, 0, n), d.slice(0, n)};
 }
 
