@@ -11,6 +11,8 @@
 namespace ca = contaccum;
 
 int main(int argc, char** argv) try {
+  ca::detail::require(argc <= 3, "embed takes at most two arguments, got ", argc - 1, " ('", argc > 3 ? argv[3] : "",
+                      "' is one too many)\nusage: embed [MODEL_DIR] [OUT_DIR]");
   const std::string model_dir = argc > 1 ? argv[1] : "models/all-MiniLM-L6-v2";
   const std::string out_dir = argc > 2 ? argv[2] : "out/embed-export";
 

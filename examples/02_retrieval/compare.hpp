@@ -168,7 +168,15 @@ inline int compare(Args& args, const std::string& command_line) {
   c.bank = args.integer("--bank", c.bank);
   c.eval_queries = args.integer("--eval-queries", c.eval_queries);
   c.eval_corpus = args.integer("--eval-corpus", c.eval_corpus);
-  if (const auto m = args.text("--methods", ""); !m.empty()) c.methods = example::split_list(m);
+  if (args.given("--methods")) {  // a list given must name methods, and only known ones, before any run starts
+    const auto known = c.methods;
+    const auto text = args.text("--methods", "");
+    c.methods = example::split_list(text);
+    ca::detail::require(!c.methods.empty(), "compare: --methods '", text, "' names no method\n", compare_usage);
+    for (const auto& m : c.methods)
+      ca::detail::require(std::ranges::find(known, m) != known.end(), "compare: --methods: unknown method '", m,
+                          "'\n", compare_usage);
+  }
   c.out = args.text("--out", c.out.string());
   c.data = args.text("--data", c.data.string());
   c.model = args.text("--model", c.model.string());

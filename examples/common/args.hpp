@@ -66,6 +66,8 @@ public:
       }
     }
   }
+  /// Whether the option was given at all (it still has to be read to count as used).
+  [[nodiscard]] bool given(const std::string& name) const { return values_.contains(name); }
   [[nodiscard]] bool flag(const std::string& name) {
     used_.insert(name);
     return values_.contains(name);
