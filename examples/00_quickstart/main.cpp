@@ -95,6 +95,11 @@ Result fine_tune(const char* name, Strategy strategy, const std::string& pretrai
 constexpr const char* usage = "quickstart [--steps N] [--pretrain-steps N] [--quick]";
 
 int main(int argc, char** argv) try {
+  if (example::wants_help(argc, argv)) {
+    std::cout << "usage: " << usage << "\n  trains a tiny dual encoder on synthetic pairs with GradAccum, GradCache and "
+              << "ContAccum at one memory budget and prints a table\n";
+    return 0;
+  }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows line by line in a log file too
   example::Args args(argc, argv, 1, {"--quick"});
   ca::detail::require(args.positional.empty(), "quickstart takes no positional argument, got '",

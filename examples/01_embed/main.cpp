@@ -3,6 +3,8 @@
 //   embed [MODEL_DIR] [OUT_DIR]     (defaults: models/all-MiniLM-L6-v2, out/embed-export)
 #include <contaccum/contaccum.hpp>
 
+#include "../common/args.hpp"
+
 #include <iomanip>
 #include <iostream>
 #include <string>
@@ -11,6 +13,11 @@
 namespace ca = contaccum;
 
 int main(int argc, char** argv) try {
+  if (example::wants_help(argc, argv)) {
+    std::cout << "usage: embed [MODEL_DIR] [OUT_DIR]\n  embeds a few passages and a query with a sentence-transformers "
+                 "folder (default models/all-MiniLM-L6-v2), then exports it to OUT_DIR (default out/embed-export)\n";
+    return 0;
+  }
   ca::detail::require(argc <= 3, "embed takes at most two arguments, got ", argc - 1, " ('", argc > 3 ? argv[3] : "",
                       "' is one too many)\nusage: embed [MODEL_DIR] [OUT_DIR]");
   const std::string model_dir = argc > 1 ? argv[1] : "models/all-MiniLM-L6-v2";
@@ -24,6 +31,7 @@ int main(int argc, char** argv) try {
   // 2. Encoder weights and tokenizer, straight from the Hugging Face files.
   ca::Bert bert = ca::load_bert(model_dir);
   const auto tokenizer = ca::tokenizers::load_tokenizer(model_dir);
+  ca::tokenizers::require_fits_model(tokenizer, bert->config().vocab_size, model_dir);
   std::cout << "tokens of a query: ";
   for (const auto& t : tokenizer.tokenize("Tokenizers for retrieval models")) std::cout << t << ' ';
   std::cout << "\n";

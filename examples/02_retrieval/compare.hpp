@@ -191,6 +191,8 @@ inline int compare(Args& args, const std::string& command_line) {
             << std::endl;
   const auto train_split = ca::read_beir(c.data, "train");
   const auto dev = ca::read_beir(c.data, "dev");
+  require_queries(train_split, c.data, "train", "trains on");
+  require_queries(dev, c.data, "dev", "evaluates on");
   const auto examples = ca::beir_training_examples(train_split);
   const EvalSet eval = make_eval_set(dev, c.eval_queries, c.eval_corpus, 7, c.tokenize);
   const auto tok = ca::tokenizers::WordPiece::from_pretrained(c.model);
@@ -198,6 +200,7 @@ inline int compare(Args& args, const std::string& command_line) {
             << " passages" << std::endl;
 
   auto pretrained = ca::load_bert(c.model);
+  ca::tokenizers::require_fits_model(tok, pretrained->config().vocab_size, c.model.string());
   const auto before = evaluate_towers(pretrained, pretrained, tok, eval, c.tokenize, "pretrained");
 
   // runs.json is rewritten after every run; a later call with the same setting reuses
@@ -241,7 +244,7 @@ inline int compare(Args& args, const std::string& command_line) {
   table << "\n| pretrained (no fine-tuning) | | | | | |";
   for (const auto& m : shown) table << " " << std::fixed << std::setprecision(4) << before[m] << " |";
   table << "\n";
-  std::ofstream ratio_dat(c.out / "grad_norm_ratio.dat");
+  std::ostringstream ratio_dat;  // every output is written whole and checked
   ratio_dat << "# step, then the mean GradNormRatio over seeds of each method in order:";
   for (const auto& m : c.methods) ratio_dat << " " << m;
   ratio_dat << "\n";
@@ -279,7 +282,7 @@ inline int compare(Args& args, const std::string& command_line) {
     for (const auto& v : ratio_by_method) ratio_dat << " " << v[static_cast<std::size_t>(s)];
     ratio_dat << "\n";
   }
-  ratio_dat.close();
+  ca::detail::write_file_atomically(c.out / "grad_norm_ratio.dat", ratio_dat.str());
 
   std::ostringstream md;
   md << "Command: `" << command_line << "`\n\n"
@@ -294,7 +297,7 @@ inline int compare(Args& args, const std::string& command_line) {
         "mean over every step of every seed; step MiB is the peak tensor memory a step adds to the resident weights "
         "and optimizer state (activations and gradients), mean over steps after the first.\n\n"
      << table.str();
-  std::ofstream(c.out / "comparison.md") << md.str();
+  ca::detail::write_file_atomically(c.out / "comparison.md", md.str());
 
   std::ostringstream gp;
   gp << "# GradNormRatio per step (run `gnuplot compare.gp` in this folder)\n"
@@ -306,7 +309,7 @@ inline int compare(Args& args, const std::string& command_line) {
     gp << (i ? ", \\\n     " : "") << "\"grad_norm_ratio.dat\" using 1:" << i + 2 << " with linespoints pt 7 ps 0.5 title \""
        << c.methods[i] << "\"";
   gp << "\n";
-  std::ofstream(c.out / "compare.gp") << gp.str();
+  ca::detail::write_file_atomically(c.out / "compare.gp", gp.str());
   run_gnuplot(c.out, "compare.gp");
   std::cout << "\n" << md.str() << "\n  written: " << (c.out / "comparison.md").string() << ", "
             << (c.out / "runs.json").string() << ", " << (c.out / "grad_norm_ratio.png").string() << std::endl;

@@ -38,6 +38,16 @@ struct EvalSet {
   ca::Qrels qrels;
 };
 
+/// A split the job needs must hold judged queries: one without them would evaluate to
+/// zeros (or train on nothing) and fail only at the end. `use` says what the job does
+/// with it ("evaluates on").
+inline void require_queries(const ca::BeirDataset& split, const fs::path& data, const std::string& name,
+                            const char* use) {
+  ca::detail::require(!split.queries.empty(), (data / "qrels" / (name + ".tsv")).string(), ": the '", name,
+                      "' split has no judged queries (no qrels line names a query of ", (data / "queries.jsonl").string(),
+                      "), and the job ", use, " it");
+}
+
 inline EvalSet make_eval_set(const ca::BeirDataset& split, int64_t n_queries, int64_t n_passages, uint64_t seed,
                              const ca::TokenizeConfig& tokenize) {
   EvalSet e;

@@ -101,6 +101,14 @@ int main(int argc, char** argv) try {
   if (const int rc = run_ranks(argc, argv); rc >= 0) return rc;
   const std::string mode = argc > 1 && argv[1][0] != '-' ? argv[1] : "train";
   const int first = argc > 1 && argv[1][0] != '-' ? 2 : 1;
+  if (example::wants_help(argc, argv)) {
+    if (mode == "train") std::cout << "usage: " << retrieval::train_usage << "\n" << retrieval::train_help;
+    else if (mode == "search") std::cout << "usage: " << retrieval::search_usage << "\n";
+    else if (mode == "compare") std::cout << "usage: " << retrieval::compare_usage << "\n";
+    else std::cout << "usage:\n  " << retrieval::train_usage << "\n  " << retrieval::search_usage << "\n  "
+                   << retrieval::compare_usage << "\n";
+    return 0;
+  }
   std::string command_line = "./build/examples/retrieval";
   for (int i = 1; i < argc; ++i) command_line += std::string(" ") + argv[i];
   if (mode == "train") {

@@ -36,6 +36,15 @@ inline std::string index_fingerprint(const fs::path& model, const fs::path& corp
   return s.str();
 }
 
+// The checksum the cached index carries in its metadata: over the embedding bytes.
+inline std::string embeddings_checksum(const torch::Tensor& docs) {
+  const auto c = docs.to(torch::kCPU).contiguous();
+  std::ostringstream s;
+  s << std::hex << std::setw(16) << std::setfill('0')
+    << ca::detail::checksum64(std::string_view(static_cast<const char*>(c.data_ptr()), c.nbytes()));
+  return s.str();
+}
+
 inline std::string short_line(const std::string& text, std::size_t width) {
   std::string line = text.substr(0, text.find('\n'));
   if (line.size() > width) {
@@ -75,6 +84,7 @@ inline int search(Args& args) {
   ca::require_pooling<Reader>(st, model_dir.string());
   auto encoder = ca::load_bert(model_dir);
   const auto tok = ca::tokenizers::load_tokenizer(model_dir);
+  ca::tokenizers::require_fits_model(tok, encoder->config().vocab_size, model_dir.string());
 
   const auto fingerprint =
       detail::index_fingerprint(model_dir, data / "corpus.jsonl", static_cast<int64_t>(corpus.size()),
@@ -84,24 +94,51 @@ inline int search(Args& args) {
        << ".safetensors";
   const fs::path index_file = index_dir / name.str();
   torch::Tensor docs;  // (N, H), L2-normalised
-  if (!rebuild && fs::exists(index_file) && ca::load_safetensors_metadata(index_file)["fingerprint"] == fingerprint) {
-    docs = ca::load_safetensors(index_file).at("embeddings");
+  // A cached index is used only when its fingerprint matches and its rows are whole: the
+  // checksum of the embedding bytes (written with it) catches a damaged, zeroed or
+  // copied-over row; any doubt rebuilds it, saying why.
+  std::string stale;  // why the cached index is not used; empty: use it
+  if (rebuild) {
+    stale = "--rebuild";
+  } else if (!fs::exists(index_file)) {
+    stale = "none cached yet";
+  } else {
+    try {
+      auto meta = ca::load_safetensors_metadata(index_file);
+      if (meta["fingerprint"] != fingerprint) {
+        stale = "the model, the corpus or the limit changed";
+      } else {
+        auto cached = ca::load_safetensors(index_file).at("embeddings");
+        if (cached.dim() != 2 || cached.size(0) != static_cast<int64_t>(corpus.size()))
+          stale = ca::detail::cat("it holds ", cached.size(0), " rows for ", corpus.size(), " passages");
+        else if (meta["checksum"] != detail::embeddings_checksum(cached))
+          stale = "its checksum does not match its rows (the file is damaged)";
+        else
+          docs = cached;
+      }
+    } catch (const std::exception& e) {
+      stale = ca::detail::cat("it cannot be read (", e.what(), ")");
+    }
+  }
+  if (stale.empty()) {
     std::cout << "index: " << docs.size(0) << " passages loaded from " << index_file.string() << std::endl;
   } else {
-    std::cout << "index: encoding " << corpus.size() << " passages with " << model_dir.string()
-              << " (once; cached in " << index_file.string() << ")" << std::endl;
+    std::cout << "index: encoding " << corpus.size() << " passages with " << model_dir.string() << " ("
+              << (fs::exists(index_file) ? "the cached index is not used: " + stale : stale) << "; cached in "
+              << index_file.string() << ")" << std::endl;
     std::vector<std::string> texts;
     texts.reserve(corpus.size());
     for (const auto& p : corpus) texts.push_back(ca::passage_text(p, tokenize));
     Progress bar("index", static_cast<int64_t>(texts.size()));
     docs = ca::embed_texts(encoder, Reader{}, tok, texts,
-                           {.batch_size = 64, .max_length = tokenize.passage_max_length, .progress = bar.callback()});
+                           {.batch_size = 64, .max_length = tokenize.passage_max_length, .progress = bar.callback()})
+               .contiguous();
     fs::create_directories(index_dir);
-    ca::save_safetensors(index_file, {{"embeddings", docs.contiguous()}},
-                         {{"fingerprint", fingerprint}, {"passages", std::to_string(docs.size(0))}});
+    ca::save_safetensors(index_file, {{"embeddings", docs}},
+                         {{"fingerprint", fingerprint},
+                          {"passages", std::to_string(docs.size(0))},
+                          {"checksum", detail::embeddings_checksum(docs)}});
   }
-  ca::detail::require(docs.size(0) == static_cast<int64_t>(corpus.size()), "search: the index ", index_file.string(),
-                      " has ", docs.size(0), " rows for ", corpus.size(), " passages; delete it to rebuild");
 
   auto answer = [&](const std::string& query) {
     const auto q = ca::embed_texts(encoder, Reader{}, tok, std::vector<std::string>{query},
@@ -122,11 +159,19 @@ inline int search(Args& args) {
     return 0;
   }
   const bool interactive = ::isatty(0) != 0;
+  if (interactive) std::cout << "\n(one query per line; :q or end of input ends)" << std::flush;
   std::string line;
-  while (true) {
+  for (std::size_t line_no = 1;; ++line_no) {
     if (interactive) std::cout << "\nquery> " << std::flush;
     if (!std::getline(std::cin, line)) break;
-    if (!line.empty()) answer(line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line == ":q") break;
+    if (line.empty()) continue;
+    try {
+      answer(line);
+    } catch (const ca::invalid_input& e) {  // one bad line (not UTF-8, say) does not end the session
+      std::cerr << "search: standard input line " << line_no << " skipped: " << e.what() << std::endl;
+    }
   }
   return 0;
 }

@@ -20,6 +20,7 @@ struct TrainConfig {
   fs::path data = "data/debian-beir";
   fs::path model = "models/all-MiniLM-L6-v2";
   fs::path out = "out/main";
+  fs::path train_file;            ///< --train: pairs from this file (JSONL, TSV, DPR JSON or a BEIR folder) instead of the train split
   int64_t steps = 60;             ///< optimizer steps (about 7 min here; 11.5 min with both evaluations)
   int64_t n_local = 16;           ///< pairs per forward/backward: the memory budget
   int64_t n_total = 64;           ///< pairs per optimizer step (K = 4 micro-batches)
@@ -39,7 +40,25 @@ struct TrainConfig {
 
 inline constexpr const char* train_usage =
     "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR] [--save-every N] "
-    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--precision fp32|bf16|fp16] [--resume | --fresh] [--nproc N]";
+    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--train FILE] [--lr X] [--precision fp32|bf16|fp16] [--resume | --fresh] [--nproc N]";
+
+inline constexpr const char* train_help =
+    "  the main job: fine-tunes a sentence-transformers model with ContAccum (N_local pairs per\n"
+    "  forward/backward, N_total per step, a bank of N_memory), evaluates before and after, exports it\n"
+    "  --quick          a 20-step slice with small evaluations (a first look; the tests run it)\n"
+    "  --steps N        optimizer steps (default 60)\n"
+    "  --lr X           peak learning rate (default 3e-5; --quick 5e-5)\n"
+    "  --precision P    fp32 (default), bf16 or fp16 autocast in the encoders\n"
+    "  --data DIR       a BEIR folder with train/dev/test qrels (default data/debian-beir)\n"
+    "  --train FILE     train on these pairs instead of the train split: JSONL ({\"query\", \"pos\", \"neg\"}),\n"
+    "                   TSV (query, positive[, negative]), DPR JSON or a BEIR folder; dev and test stay --data's\n"
+    "  --model DIR      a sentence-transformers folder (default models/all-MiniLM-L6-v2)\n"
+    "  --out DIR        run folder: log.jsonl, checkpoints/, metrics.json, plots, model/ (default out/main)\n"
+    "  --save-every N   checkpoint every N steps (default 20); --eval-every N: dev evaluation (default 20)\n"
+    "  --eval-queries N, --eval-corpus N   the test evaluation's size (default 1000 queries, 10000 passages)\n"
+    "  --resume | --fresh   continue from the latest checkpoint / start over (default: continue an\n"
+    "                   unfinished run, start over after a finished one)\n"
+    "  --nproc N        N local ranks over c10d/Gloo (or start it under torchrun --no-python)\n";
 
 // The step records of a run's log.jsonl (all of them: a resumed run's too), for the plots.
 inline std::vector<ca::StepStats> read_step_log(const fs::path& file) {
@@ -59,16 +78,17 @@ inline std::vector<ca::StepStats> read_step_log(const fs::path& file) {
 // rate, and the metrics before/after. Data files are kept next to the PNGs.
 inline void plot_training(const fs::path& out, const std::vector<ca::StepStats>& log, const ca::Evaluation& before,
                           const ca::Evaluation& after) {
-  std::ofstream steps(out / "plot_steps.dat");
+  std::ostringstream steps, metrics;  // written whole, checked (a full disk is an error, not a 0-byte plot)
   steps << "# step loss negatives_per_query grad_norm learning_rate\n";
   for (const auto& s : log)
     steps << s.step << " " << s.loss << " " << s.negatives_per_query << " " << s.grad_norm << " " << s.learning_rate
           << "\n";
-  std::ofstream metrics(out / "plot_metrics.dat");
   metrics << "# index measure before after\n";
   for (std::size_t i = 0; i < before.measures.size(); ++i)
     metrics << i << " \"" << before.measures[i] << "\" " << before.mean[i] << " " << after.mean[i] << "\n";
-  std::ofstream(out / "plots.gp") << R"gp(# Plots of a `retrieval train` run (run `gnuplot plots.gp` in this folder).
+  ca::detail::write_file_atomically(out / "plot_steps.dat", steps.str());
+  ca::detail::write_file_atomically(out / "plot_metrics.dat", metrics.str());
+  ca::detail::write_file_atomically(out / "plots.gp", R"gp(# Plots of a `retrieval train` run (run `gnuplot plots.gp` in this folder).
 set terminal pngcairo size 1000,700 font "sans,10" noenhanced
 set output "training.png"
 set multiplot layout 2,1 title "ContAccum fine-tuning of all-MiniLM-L6-v2 (log.jsonl)"
@@ -100,9 +120,7 @@ set yrange [0:1.08]
 set key top left
 plot "plot_metrics.dat" using 3:xtic(2) title "before" lc rgb "#bbbbbb", \
      "" using 4 title "after" lc rgb "#4477aa"
-)gp";
-  steps.close();
-  metrics.close();
+)gp");
   run_gnuplot(out, "plots.gp");
 }
 
@@ -141,12 +159,26 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
             << ", cosine / " << c.temperature << "; checkpoint every " << c.save_every << " steps, dev evaluation every "
             << c.eval_every << std::endl;
 
-  // Data: training pairs from the train split; the best checkpoint by dev queries;
-  // evaluation on test queries.
-  const auto train_split = ca::read_beir(c.data, "train");
+  // Data: training pairs from the train split (or the user's --train file); the best
+  // checkpoint by dev queries; evaluation on test queries.
+  std::vector<ca::TextExample> examples;
+  if (c.train_file.empty()) {
+    const auto train_split = ca::read_beir(c.data, "train");
+    require_queries(train_split, c.data, "train", "trains on");
+    examples = ca::beir_training_examples(train_split);
+  } else {
+    auto read = ca::read_training_examples(c.train_file);
+    ca::detail::require(!read.records.empty(), "--train ", c.train_file.string(), ": no training pairs in it (",
+                        read.stats.summary(), ")");
+    say << "  training pairs from " << c.train_file.string() << ": " << read.stats.summary() << std::endl;
+    ca::detail::require(static_cast<int64_t>(read.records.size()) >= c.n_total, "--train ", c.train_file.string(),
+                        ": ", read.records.size(), " pairs cannot fill one step of N_total ", c.n_total, " pairs");
+    examples = std::move(read.records);
+  }
   const auto dev = ca::read_beir(c.data, "dev");
   const auto test = ca::read_beir(c.data, "test");
-  auto examples = ca::beir_training_examples(train_split);
+  require_queries(dev, c.data, "dev", "picks the best checkpoint by");
+  require_queries(test, c.data, "test", "evaluates on");
   if (quick) examples.resize(std::min<std::size_t>(examples.size(), 40));
   const EvalSet eval = make_eval_set(test, c.eval_queries, c.eval_corpus, c.seed, c.tokenize);
   const EvalSet dev_eval = make_eval_set(dev, c.dev_queries, c.dev_corpus, c.seed, c.tokenize);
@@ -158,6 +190,7 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
   const auto st = ca::read_sentence_transformer_config(c.model);
   ca::require_pooling<Reader>(st, c.model.string());
   Model model(ca::load_bert(c.model));
+  ca::tokenizers::require_fits_model(tok, model->query_encoder->config().vocab_size, c.model.string());
 
   ca::Evaluation before;
   if (main_rank) before = evaluate_towers(model->query_encoder, model->passage_encoder, tok, eval, c.tokenize, "before");
@@ -204,7 +237,14 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
              return metrics_json(
                  evaluate_towers(model->query_encoder, model->passage_encoder, tok, dev_eval, c.tokenize, "  dev"));
            },
-       .checkpoints = {.keep_last = 2, .best_metric = "nDCG@10"}});
+       .checkpoints = {.keep_last = 2, .best_metric = "nDCG@10"},
+       .on_step =
+           [&](const ca::StepStats& s) {  // every rank sees the same gathered embeddings: every rank stops
+             if (!s.collapse.empty())
+               throw ca::error(ca::detail::cat("contaccum main job: training stopped after step ", s.step, ": ",
+                                               s.collapse, ". Nothing was exported; rerun with a lower --lr (",
+                                               c.learning_rate, " now) and --fresh"));
+           }});
   if (fitted.resumed_from)
     say << "  resumed from " << fitted.resumed_from->string() << " (step " << fitted.first_step << ")\n";
   if (fitted.stopped_by_signal) {
@@ -287,7 +327,8 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
             << (fs::exists(c.out / "training.png") && fs::exists(c.out / "metrics.png") ? "\n  plots drawn: "
                                                                                        : "\n  plots were NOT drawn: ")
             << (c.out / "training.png").string() << ", " << (c.out / "metrics.png").string()
-            << "\n  try it: ./build/examples/retrieval search --model " << out_model.string() << " \"a text editor\""
+            << "\n  try it: ./build/examples/retrieval search --model " << out_model.string() << " --data "
+            << c.data.string() << " \"a text editor\""
             << std::endl;
   return 0;
 }
@@ -320,7 +361,9 @@ inline int train(Args& args) {
   c.out = args.text("--out", c.out.string());
   c.data = args.text("--data", c.data.string());
   c.model = args.text("--model", c.model.string());
+  c.train_file = args.text("--train", "");
   c.precision = ca::parse_precision(args.text("--precision", "fp32"), "--precision");
+  c.learning_rate = args.real("--lr", c.learning_rate);
   (void)args.integer("--nproc", 1);  // > 1 was handled in main(): this process is one of the ranks
   args.check_all_used(train_usage);
   ca::detail::require(!(resume && fresh), "--resume and --fresh exclude each other");

@@ -179,7 +179,7 @@ void print_table(const ca::PlannerFits& fits) {
 // loss, N of the best run. grid.dat: every run, one block per method. loss_vs_budget.gp
 // plots both with the fitted lines.
 void write_plot(const ca::PlannerFits& fits, const std::vector<ca::GridRecord>& records, const fs::path& out) {
-  std::ofstream dat(out / "loss_vs_budget.dat"), grid(out / "grid.dat"), gp(out / "loss_vs_budget.gp");
+  std::ostringstream dat, grid, gp;  // written whole at the end, each write checked
   dat << std::setprecision(10);
   grid << std::setprecision(10);
   for (std::size_t i = 0; i < fits.methods.size(); ++i) {
@@ -210,6 +210,9 @@ void write_plot(const ca::PlannerFits& fits, const std::vector<ca::GridRecord>& 
          << " notitle";
   }
   gp << plot.str() << "\n";
+  ca::detail::write_file_atomically(out / "loss_vs_budget.dat", dat.str());
+  ca::detail::write_file_atomically(out / "grid.dat", grid.str());
+  ca::detail::write_file_atomically(out / "loss_vs_budget.gp", gp.str());
 }
 
 // by_model.dat: per method, one block per model (gnuplot `index method * models + model`):
@@ -218,7 +221,7 @@ void write_plot(const ca::PlannerFits& fits, const std::vector<ca::GridRecord>& 
 // one's, N_opt grows.
 void write_by_model_plot(const ca::PlannerFits& fits, const std::vector<ca::GridRecord>& records,
                          const std::vector<ca::PlannerModel>& family, const fs::path& out) {
-  std::ofstream dat(out / "by_model.dat"), gp(out / "by_model.gp");
+  std::ostringstream dat, gp;
   dat << std::setprecision(10);
   std::size_t block = 0;
   for (const auto& f : fits.methods)
@@ -247,6 +250,8 @@ void write_by_model_plot(const ca::PlannerFits& fits, const std::vector<ca::Grid
     gp << "\n";
   }
   gp << "unset multiplot\n";
+  ca::detail::write_file_atomically(out / "by_model.dat", dat.str());
+  ca::detail::write_file_atomically(out / "by_model.gp", gp.str());
 }
 
 }  // namespace
@@ -256,6 +261,10 @@ constexpr const char* usage =
     "[--budgets C,C,...] [--methods full,block_freeze:K,lora:R,bias_only] [--threads N] [--seed S]";
 
 int main(int argc, char** argv) try {
+  if (example::wants_help(argc, argv)) {
+    std::cout << "usage: " << usage << "\n";
+    return 0;
+  }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows line by line in a log file too
   PlannerJob c;
   example::Args args(argc, argv, 1, {"--quick", "--fresh"});

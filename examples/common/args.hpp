@@ -5,16 +5,19 @@
 #include <contaccum/detail/error.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <unordered_set>
 #include <vector>
 
 namespace example {
 
-/// `text` as a positive number of type T (an integer type rejects "2.5"); `what` names
+/// `text` as a positive (finite) number of type T (an integer type rejects "2.5"); `what` names
 /// the option in the error.
 template <class T>
 [[nodiscard]] T positive_number(const std::string& text, const std::string& what) {
@@ -26,7 +29,9 @@ template <class T>
   } catch (const std::exception&) {
     end = 0;
   }
-  contaccum::detail::require(!text.empty() && end == text.size() && v > 0, what, " needs a positive ",
+  bool finite = true;
+  if constexpr (std::is_floating_point_v<T>) finite = std::isfinite(v);  // "inf" and "nan" parse
+  contaccum::detail::require(!text.empty() && end == text.size() && v > 0 && finite, what, " needs a positive ",
                              std::is_integral_v<T> ? "integer" : "number", ", got '", text, "'");
   return v;
 }
@@ -47,6 +52,14 @@ template <class T>
   for (const auto& item : split_list(text)) out.push_back(positive_number<T>(item, what));
   contaccum::detail::require(!out.empty(), what, " needs a comma-separated list, got '", text, "'");
   return out;
+}
+
+/// Whether `--help` or `-h` is among the arguments: the example then prints its usage and
+/// exits 0, whatever else the line holds.
+[[nodiscard]] inline bool wants_help(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") return true;
+  return false;
 }
 
 /// The command line from argv[first]: options take the next argument as their value,

@@ -219,7 +219,8 @@ TEST_CASE("FaissIndex: bad shapes, dtypes, settings and files name the field or 
   CHECK_THROWS_WITH(parse_faiss_kind("ivfpq"), Contains("must be flat, ivf or hnsw, got 'ivfpq'"));
 
   const auto dir = faiss_scratch();
-  CHECK_THROWS_WITH(FaissIndex::load(dir / "missing.faiss"), Contains("missing.faiss does not exist"));
+  CHECK_THROWS_WITH(FaissIndex::load(dir / "missing.faiss"), Contains("missing.faiss cannot be opened: no such file"));
+  CHECK_THROWS_WITH(FaissIndex::load(dir), Contains(dir.string() + " cannot be opened: it is a folder, not a file"));
   const auto junk = dir / "junk.faiss";
   std::ofstream(junk) << "not an index";
   CHECK_THROWS_WITH(FaissIndex::load(junk), Contains("junk.faiss is not a readable FAISS index"));

@@ -90,16 +90,7 @@ inline void require_config_string(const nlohmann::json& j, const char* key, std:
   detail::read_config_field(j, "layer_norm_eps", c.layer_norm_eps, where);
   detail::read_config_field(j, "initializer_range", c.initializer_range, where);
 
-  for (auto [name, value] : {std::pair{"vocab_size", c.vocab_size}, std::pair{"hidden_size", c.hidden_size},
-                             std::pair{"num_attention_heads", c.num_attention_heads},
-                             std::pair{"intermediate_size", c.intermediate_size},
-                             std::pair{"max_position_embeddings", c.max_position_embeddings},
-                             std::pair{"type_vocab_size", c.type_vocab_size}}) {
-    require(value > 0, where, ": ", name, " must be positive, got ", value);
-  }
-  require(c.num_hidden_layers >= 0, where, ": num_hidden_layers must be >= 0, got ", c.num_hidden_layers);
-  require(c.hidden_size % c.num_attention_heads == 0, where, ": hidden_size ", c.hidden_size,
-          " is not a multiple of num_attention_heads ", c.num_attention_heads);
+  detail::validate_bert_config(c, where);
   return c;
 }
 

@@ -11,6 +11,7 @@
 /// rules is rejected with contaccum::invalid_input naming the file and the rule.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/input_file.hpp>
 #include <contaccum/detail/json_file.hpp>
 #include <contaccum/state/detail/files.hpp>
 
@@ -209,6 +210,8 @@ struct SafetensorsHeader {
 /// auto w = tensors.at("embeddings.word_embeddings.weight");  // (vocab, hidden)
 /// \endcode
 [[nodiscard]] inline std::map<std::string, torch::Tensor> load_safetensors(const std::filesystem::path& file) {
+  const auto why = detail::unreadable_file_reason(file);
+  detail::require_safetensors(why.empty(), file, "cannot open it: ", why);
   std::ifstream in(file, std::ios::binary);
   detail::require_safetensors(in.is_open(), file, "cannot open it");
   const auto header = detail::read_safetensors_header(in, file);
@@ -232,6 +235,8 @@ struct SafetensorsHeader {
 
 /// \brief The "__metadata__" map of a safetensors file (the file is validated, not loaded).
 [[nodiscard]] inline std::map<std::string, std::string> load_safetensors_metadata(const std::filesystem::path& file) {
+  const auto why = detail::unreadable_file_reason(file);
+  detail::require_safetensors(why.empty(), file, "cannot open it: ", why);
   std::ifstream in(file, std::ios::binary);
   detail::require_safetensors(in.is_open(), file, "cannot open it");
   return detail::read_safetensors_header(in, file).metadata;

@@ -27,6 +27,7 @@
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace contaccum {
 
@@ -48,6 +49,23 @@ template <> struct st_pooling<MaxPooling> { static constexpr std::string_view mo
 template <> struct st_pooling<LastTokenPooling> { static constexpr std::string_view mode = "lasttoken"; static constexpr bool normalize = false; };
 template <class P> struct st_pooling<Normalized<P>> { static constexpr std::string_view mode = st_pooling<P>::mode; static constexpr bool normalize = true; };
 
+// Field `key` of the JSON object `obj` read as T (a string, an integer or a boolean), or
+// `fallback` when it is absent or null; a value of another type is an error naming the file
+// `where` and the field `what` (e.g. "modules[1].type").
+template <class T>
+[[nodiscard]] T st_field(const nlohmann::json& obj, const char* key, T fallback, const std::string& where,
+                         const std::string& what) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return fallback;
+  bool ok = false;
+  const char* expected = "";
+  if constexpr (std::is_same_v<T, std::string>) ok = it->is_string(), expected = "a string";
+  else if constexpr (std::is_same_v<T, bool>) ok = it->is_boolean(), expected = "true or false";
+  else ok = it->is_number_integer(), expected = "an integer";
+  require(ok, where, ": \"", what, "\" must be ", expected, ", got ", it->dump());
+  return it->template get<T>();
+}
+
 }  // namespace detail
 
 /// \brief Reads modules.json and the pooling / Normalize modules it lists. Both the classic
@@ -64,25 +82,38 @@ template <class P> struct st_pooling<Normalized<P>> { static constexpr std::stri
   detail::require(modules.is_array(), where, ": must be a list of modules");
   bool seen_pooling = false;
   for (std::size_t i = 0; i < modules.size(); ++i) {
-    const std::string type = modules[i].value("type", "");
-    const std::string path = modules[i].value("path", "");
+    const auto at = detail::cat("modules[", i, "]");
+    detail::require(modules[i].is_object(), where, ": ", at, " must be an object with \"type\" and \"path\", got ",
+                    modules[i].dump());
+    const auto type = detail::st_field<std::string>(modules[i], "type", "", where, at + ".type");
+    const auto path = detail::st_field<std::string>(modules[i], "path", "", where, at + ".path");
     auto is = [&](std::string_view name) { return type.ends_with(name); };
     if (is(".Transformer")) {
       const auto cfg = dir / path / "sentence_bert_config.json";
-      if (std::filesystem::exists(cfg)) c.max_seq_length = detail::read_json_file(cfg, "sentence-transformers config").value("max_seq_length", c.max_seq_length);
+      if (std::filesystem::exists(cfg)) {
+        const auto j = detail::read_json_file(cfg, "sentence-transformers config");
+        detail::require(j.is_object(), cfg.string(), ": not a JSON object");
+        c.max_seq_length = detail::st_field(j, "max_seq_length", c.max_seq_length, cfg.string(), "max_seq_length");
+        detail::require(c.max_seq_length > 0, cfg.string(), ": \"max_seq_length\" must be positive, got ",
+                        c.max_seq_length);
+      }
     } else if (is(".Pooling")) {
       const auto cfg_file = dir / path / "config.json";
       const auto p = detail::read_json_file(cfg_file, "sentence-transformers pooling config");
-      c.embedding_dimension = p.value("word_embedding_dimension", p.value("embedding_dimension", int64_t{0}));
+      const auto pw = cfg_file.string();
+      detail::require(p.is_object(), pw, ": not a JSON object");
+      c.embedding_dimension = detail::st_field(
+          p, "word_embedding_dimension", detail::st_field(p, "embedding_dimension", int64_t{0}, pw, "embedding_dimension"),
+          pw, "word_embedding_dimension");
       std::vector<std::string> modes;
-      if (p.contains("pooling_mode") && p["pooling_mode"].is_string()) {
-        modes.push_back(p["pooling_mode"].get<std::string>());
+      if (const auto mode = detail::st_field<std::string>(p, "pooling_mode", "", pw, "pooling_mode"); !mode.empty()) {
+        modes.push_back(mode);
       } else {
         for (const auto& [flag, mode] : {std::pair{"pooling_mode_mean_tokens", "mean"}, {"pooling_mode_cls_token", "cls"},
                                          {"pooling_mode_max_tokens", "max"}, {"pooling_mode_lasttoken", "lasttoken"},
                                          {"pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len_tokens"},
                                          {"pooling_mode_weightedmean_tokens", "weightedmean"}})
-          if (p.value(flag, false)) modes.emplace_back(mode);
+          if (detail::st_field(p, flag, false, pw, flag)) modes.emplace_back(mode);
       }
       detail::require(modes.size() == 1, cfg_file.string(), ": exactly one pooling mode must be set, found ", modes.size());
       c.pooling_mode = modes.front();

@@ -1,10 +1,11 @@
 #pragma once
 /// \file
 /// \brief Reading and writing the JSON files of checkpoints, tokenizers and adapters, with
-///        one wording for the errors: "<what> <path> cannot be opened" and
+///        one wording for the errors: "<what> <path> cannot be opened: <why>" and
 ///        "<what> <path> is not valid JSON: <parser's message>".
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/input_file.hpp>
 #include <contaccum/state/detail/files.hpp>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,8 @@ namespace contaccum::detail {
 ///        ("config file", "PEFT adapter config", ...).
 [[nodiscard]] inline nlohmann::json read_json_file(const std::filesystem::path& path,
                                                    std::string_view what = "JSON file") {
+  const auto why = unreadable_file_reason(path);
+  require(why.empty(), what, " ", path.string(), " cannot be opened: ", why);
   std::ifstream in(path, std::ios::binary);
   require(static_cast<bool>(in), what, " ", path.string(), " cannot be opened");
   try {

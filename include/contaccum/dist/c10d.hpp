@@ -46,8 +46,11 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -71,6 +74,16 @@ struct C10dOptions {
 };
 
 namespace detail {
+
+// gloo writes to its peers with writev, which cannot ask for MSG_NOSIGNAL: once a peer has
+// died, the next write raises SIGPIPE, whose default action kills this process silently
+// (exit status 141) instead of letting gloo report the dead peer. Python ignores SIGPIPE at
+// start-up, which is why the same gloo works under torchrun + Python; a C++ program must do
+// it itself. Only the default action is replaced: a handler the program installed stays.
+inline void ignore_sigpipe() {
+  struct sigaction now {};
+  if (::sigaction(SIGPIPE, nullptr, &now) == 0 && now.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
+}
 
 inline std::optional<int64_t> env_int(const char* name) {
   const char* v = std::getenv(name);
@@ -195,6 +208,7 @@ public:
   /// \brief Joins the group described by `o` (unset fields from the torchrun environment):
   ///        rank 0 serves the TCPStore; every rank waits at most o.timeout for the others.
   explicit C10dCollective(C10dOptions o) : g_(std::make_shared<detail::c10d_group>()) {
+    detail::ignore_sigpipe();
     auto& g = *g_;
     g.rank = o.rank >= 0 ? o.rank : detail::env_int("RANK").value_or(-1);
     g.world = o.world_size >= 0 ? o.world_size : detail::env_int("WORLD_SIZE").value_or(-1);

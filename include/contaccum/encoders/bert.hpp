@@ -6,6 +6,7 @@
 ///        small configs make it the library's built-in test encoder.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/encoders/detail/config_limits.hpp>
 #include <contaccum/encoders/linear.hpp>
 #include <contaccum/encoders/recompute.hpp>
 
@@ -15,6 +16,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace contaccum {
 
@@ -34,6 +36,27 @@ struct BertConfig {
 };
 
 namespace detail {
+
+/// \brief Every field of `c` in its range (sizes bounded by ConfigLimits, probabilities in
+///        [0, 1), layer_norm_eps positive, initializer_range >= 0, all finite); `where`
+///        names the source (the config.json file, or "BertConfig").
+inline void validate_bert_config(const BertConfig& c, std::string_view where) {
+  const double blocks = require_transformer_shape(where, c);
+  require_size(where, "type_vocab_size", c.type_vocab_size, 1, ConfigLimits::type_vocab_size);
+  require_parameter_count(where, static_cast<double>(c.hidden_size) *
+                                         static_cast<double>(c.vocab_size + c.max_position_embeddings + c.type_vocab_size) +
+                                     blocks);
+  require_probability(where, "hidden_dropout_prob", c.hidden_dropout_prob);
+  require_probability(where, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+  require_positive_finite(where, "layer_norm_eps", c.layer_norm_eps);
+  require_init_range(where, c.initializer_range);
+}
+
+// BertConfig checked before any submodule is built from it.
+[[nodiscard]] inline const BertConfig& validated(const BertConfig& c) {
+  validate_bert_config(c, "BertConfig");
+  return c;
+}
 
 // mask: (B, T), nonzero = real token -> (B, 1, 1, T) additive attention bias in `dtype`:
 // 0 for a real key, -inf for padding. Made once per forward and shared by every layer.
@@ -186,7 +209,7 @@ public:
   using Config = BertConfig;
 
   explicit BertImpl(const BertConfig& c)
-      : config_(c),
+      : config_(detail::validated(c)),
         embeddings(register_module("embeddings", detail::BertEmbeddings(c))),
         encoder(register_module("encoder", detail::BertStack(c))) {
     reset_parameters();

@@ -42,6 +42,8 @@ template <Encoder E, Pooler P, tokenizers::Tokenizer T, std::ranges::random_acce
   detail::require(options.batch_size > 0, "EmbedOptions.batch_size must be positive, got ", options.batch_size);
   const std::size_t n = std::ranges::size(texts);
   std::vector<std::vector<int64_t>> ids(n);
+  if constexpr (requires { encoder->config().vocab_size; })
+    tokenizers::require_fits_model(tokenizer, encoder->config().vocab_size, "embed_texts");
   for (std::size_t i = 0; i < n; ++i)
     ids[i] = tokenizer.encode(std::string_view(texts[i]), {.add_special_tokens = true, .max_length = options.max_length});
   std::vector<std::size_t> order(n);

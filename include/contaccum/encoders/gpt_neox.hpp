@@ -13,6 +13,7 @@
 /// its pads, exactly as GPTNeoXModel computes it when no position_ids are passed.
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/encoders/detail/config_limits.hpp>
 #include <contaccum/encoders/linear.hpp>
 #include <contaccum/encoders/recompute.hpp>
 
@@ -79,26 +80,20 @@ enum class GptNeoxActivation { gelu_erf, gelu_tanh, relu };
 
 /// \brief Throws invalid_input "contaccum: <where>: ..." for a config GptNeox cannot run.
 inline void validate_gpt_neox_config(const GptNeoxConfig& c, std::string_view where) {
-  for (auto [name, value] : {std::pair{"vocab_size", c.vocab_size}, std::pair{"hidden_size", c.hidden_size},
-                             std::pair{"num_attention_heads", c.num_attention_heads},
-                             std::pair{"intermediate_size", c.intermediate_size},
-                             std::pair{"max_position_embeddings", c.max_position_embeddings}}) {
-    require(value > 0, where, ": ", name, " must be positive, got ", value);
-  }
-  require(c.num_hidden_layers >= 0, where, ": num_hidden_layers must be >= 0, got ", c.num_hidden_layers);
-  require(c.hidden_size % c.num_attention_heads == 0, where, ": hidden_size ", c.hidden_size,
-          " is not a multiple of num_attention_heads ", c.num_attention_heads);
+  const double blocks = require_transformer_shape(where, c);
+  require_parameter_count(where, static_cast<double>(c.hidden_size) * static_cast<double>(c.vocab_size) *
+                                         (c.tie_word_embeddings ? 1.0 : 2.0) +
+                                     blocks);
   require(c.rotary_pct >= 0.0 && c.rotary_pct <= 1.0, where, ": rotary_pct (partial_rotary_factor) ", c.rotary_pct,
           " is not in [0, 1]");
   const auto rotary = gpt_neox_rotary_dims(c);
   require(rotary % 2 == 0, where, ": rotary dims ", rotary, " (head_size ", c.hidden_size / c.num_attention_heads,
           " x rotary_pct ", c.rotary_pct, ") are odd: rotate-half RoPE pairs dim i with i + dims/2");
-  require(c.rotary_emb_base > 0.0, where, ": rotary_emb_base (rope_theta) must be positive, got ", c.rotary_emb_base);
-  for (auto [name, p] : {std::pair{"attention_dropout", c.attention_dropout},
-                         std::pair{"hidden_dropout", c.hidden_dropout}}) {
-    require(p >= 0.0 && p < 1.0, where, ": ", name, " must be in [0, 1), got ", p);
-  }
-  require(c.layer_norm_eps > 0.0, where, ": layer_norm_eps must be positive, got ", c.layer_norm_eps);
+  require_positive_finite(where, "rotary_emb_base (rope_theta)", c.rotary_emb_base);
+  require_probability(where, "attention_dropout", c.attention_dropout);
+  require_probability(where, "hidden_dropout", c.hidden_dropout);
+  require_positive_finite(where, "layer_norm_eps", c.layer_norm_eps);
+  require_init_range(where, c.initializer_range);
   (void)gpt_neox_activation(c.hidden_act, where);
 }
 

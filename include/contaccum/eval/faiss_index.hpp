@@ -18,6 +18,7 @@
 
 #include <contaccum/data/shuffle.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/input_file.hpp>
 #include <contaccum/eval/exact_search.hpp>
 
 #include <torch/torch.h>
@@ -229,9 +230,8 @@ public:
   /// \brief Reads an index written by save() (or any FAISS IndexFlatIP, IndexIVFFlat or
   ///        IndexHNSWFlat with the inner-product metric).
   [[nodiscard]] static FaissIndex load(const std::filesystem::path& file) {
-    detail::require(std::filesystem::is_regular_file(file), "FAISS index file ", file.string(), " does not exist");
-    detail::require(static_cast<bool>(std::ifstream(file, std::ios::binary)), "FAISS index file ", file.string(),
-                    " cannot be opened");
+    const auto why = detail::unreadable_file_reason(file);
+    detail::require(why.empty(), "FAISS index file ", file.string(), " cannot be opened: ", why);
     std::unique_ptr<faiss::Index> index;
     try {
       index.reset(faiss::read_index(file.c_str()));

@@ -13,6 +13,7 @@
 #include <contaccum/data/detail/line_records.hpp>
 #include <contaccum/data/read_options.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/state/detail/files.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -21,6 +22,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -102,13 +104,14 @@ std::map<std::string, std::map<std::string, Value>> read_trec(const std::filesys
   return std::string(buf, end);
 }
 
+// The text `write` puts on a stream, written to `file` atomically (temporary file, fsync,
+// rename): every write is checked and a failure names the file and the errno, leaving no
+// partial file.
 template <class Write>
-void write_text_file(const std::filesystem::path& file, const char* format, Write write) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  if (!out.is_open()) bad_file(format, file, "cannot open it for writing");
+void write_text_file(const std::filesystem::path& file, Write write) {
+  std::ostringstream out;
   write(out);
-  out.flush();
-  if (!out.good()) bad_file(format, file, "write failed");
+  write_file_atomically(file, out.str());
 }
 
 }  // namespace detail
@@ -132,7 +135,7 @@ void write_text_file(const std::filesystem::path& file, const char* format, Writ
 
 /// \brief Writes qrels as `qid 0 docid rel`, queries and documents in id order.
 inline void write_qrels(const std::filesystem::path& file, const Qrels& qrels) {
-  detail::write_text_file(file, "qrels", [&](std::ostream& out) {
+  detail::write_text_file(file, [&](std::ostream& out) {
     for (const auto& [qid, docs] : qrels)
       for (const auto& [doc, rel] : docs) out << qid << " 0 " << doc << ' ' << rel << '\n';
   });
@@ -142,7 +145,7 @@ inline void write_qrels(const std::filesystem::path& file, const Qrels& qrels) {
 ///        trec_order (so the rank column agrees with how trec_eval will read the scores);
 ///        scores in the shortest form that reads back exactly.
 inline void write_run(const std::filesystem::path& file, const Run& run, std::string_view tag = "contaccum") {
-  detail::write_text_file(file, "run", [&](std::ostream& out) {
+  detail::write_text_file(file, [&](std::ostream& out) {
     for (const auto& [qid, docs] : run) {
       std::size_t rank = 1;
       for (const auto& [doc, score] : trec_order(docs))

@@ -9,6 +9,7 @@
 /// \endcode
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/input_file.hpp>
 #include <contaccum/tokenizers/detail/pipeline.hpp>
 #include <contaccum/tokenizers/detail/unicode.hpp>
 
@@ -49,6 +50,8 @@ public:
   static WordPiece from_vocab_file(const std::filesystem::path& path, WordPieceOptions options = {}) {
     WordPiece t;
     t.options_ = std::move(options);
+    const auto why = contaccum::detail::unreadable_file_reason(path);
+    detail::require_file(why.empty(), path, "cannot be opened: ", why);
     std::ifstream in(path, std::ios::binary);
     detail::require_file(static_cast<bool>(in), path, "cannot be opened");
     std::string line;

@@ -124,6 +124,8 @@ namespace detail {
           {"pairs_per_s", pairs_per_s},
           {"peak_memory_mib", static_cast<double>(s.peak_memory_bytes) / (1 << 20)},
           {"score_cache_fallbacks", s.score_cache_fallbacks}};
+  r["embedding_cosine"] = s.embedding_cosine;
+  if (!s.collapse.empty()) r["collapse"] = s.collapse;
   if (s.loss_scale > 0) {  // fp16 runs only
     r["loss_scale"] = s.loss_scale;
     r["overflow"] = s.overflow;

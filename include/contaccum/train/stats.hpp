@@ -27,6 +27,8 @@ struct StepStats {
   double loss_scale = 0;  ///< fp16: the loss scale this step's backward used (0 without loss scaling)
   bool overflow = false;  ///< fp16: the scaled gradients were not finite, so nothing was updated
                           ///< and the scale was backed off (GradScaler's skip)
+  double embedding_cosine = 0;  ///< mean cosine between distinct query (and passage) embeddings of the step
+  std::string collapse;         ///< a warning when they have collapsed to one direction (empty: healthy)
 };
 
 inline std::ostream& operator<<(std::ostream& os, const StepStats& s) {
@@ -36,6 +38,7 @@ inline std::ostream& operator<<(std::ostream& os, const StepStats& s) {
   if (s.overflow) os << " [fp16 overflow at loss scale " << s.loss_scale << ": step skipped]";
   if (s.score_cache_fallbacks > 0)
     os << " [score cache fell back " << s.score_cache_fallbacks << "x: " << s.score_cache_note << "]";
+  if (!s.collapse.empty()) os << " [warning: " << s.collapse << "]";
   return os;
 }
 

@@ -83,12 +83,22 @@ struct TrainerConfig {
 }
 
 namespace detail {
-/// The Trainer's backward seam: the collective's exchange, plain backward.
+/// The Trainer's backward seam: the collective's exchange, plain backward. On the way it
+/// measures how spread out the step's embeddings are (the collapse check), on the device
+/// and without a host read until the step asks for it.
 template <class C>
 class collective_seam final : public BackwardSeam {
 public:
   collective_seam(const C& c, double loss_scale) : collective_(&c), scale_(loss_scale) {}
-  [[nodiscard]] LossInputs exchange(const LossInputs& in) override { return collective_->exchange(in); }
+  [[nodiscard]] LossInputs exchange(const LossInputs& in) override {
+    auto global = collective_->exchange(in);  // every rank measures the same gathered rows
+    observe(global.queries);
+    observe(global.positives);
+    return global;
+  }
+  /// The mean cosine between distinct rows of the embeddings seen this step (queries and
+  /// positives, each side on its own rows); 0 when none had two rows.
+  [[nodiscard]] double mean_cosine() const { return observed_ == 0 ? 0.0 : cosine_sum_.item<double>() / observed_; }
   /// fp16: the loss times the scale (GradCache's replay needs nothing more: the gradients it
   /// pushes come from this backward and already carry the scale).
   void backward(const torch::Tensor& loss, int64_t units) override {
@@ -99,9 +109,30 @@ public:
   using BackwardSeam::backward;
 
 private:
+  // x: (n, H). ||sum of the unit rows||^2 = n + sum over i != j of cos(x_i, x_j), so the
+  // mean over the n(n-1) distinct pairs costs one normalisation and one sum, not n^2.
+  void observe(const torch::Tensor& x) {
+    if (!x.defined() || x.dim() != 2 || x.size(0) < 2) return;
+    torch::NoGradGuard no_grad;
+    const auto v = x.detach().to(torch::promote_types(x.scalar_type(), torch::kFloat));
+    const auto s = torch::nn::functional::normalize(v, torch::nn::functional::NormalizeFuncOptions().dim(1)).sum(0);
+    const double n = static_cast<double>(x.size(0));
+    auto c = (s.dot(s) - n) / (n * (n - 1.0));  // ()
+    cosine_sum_ = cosine_sum_.defined() ? cosine_sum_ + c : c;
+    ++observed_;
+  }
+
   const C* collective_;
   double scale_;
+  torch::Tensor cosine_sum_;
+  int64_t observed_ = 0;
 };
+
+/// The mean cosine between a step's embeddings from which the Trainer reports a collapse:
+/// every embedding then points the same way, and no ranking is possible, although the loss
+/// can stay finite (a learning rate 1000x too high does it within a step). Pretrained text
+/// encoders sit far below it (all-MiniLM-L6-v2 on the Debian passages: about 0.1).
+inline constexpr double collapse_cosine = 0.99;
 }  // namespace detail
 
 template <class Model, class S, class A = FullFineTune, class Loss = InfoNCE<DotProduct>, class C = SingleProcess>
@@ -245,6 +276,11 @@ public:
     stats.score_cache_fallbacks = acc.score_cache_fallbacks;
     stats.score_cache_note = std::move(acc.score_cache_note);
     stats.grad_norm_ratio = stats.grad_norm_query > 0 ? stats.grad_norm_passage / stats.grad_norm_query : 0.0;
+    stats.embedding_cosine = seam.mean_cosine();
+    if (stats.embedding_cosine > detail::collapse_cosine)
+      stats.collapse = detail::cat("the embeddings have collapsed: their mean pairwise cosine is ", stats.embedding_cosine,
+                                   " (every text maps to nearly one direction; is the learning rate ",
+                                   stats.learning_rate, " too high?)");
     ++step_;
     return stats;
   }

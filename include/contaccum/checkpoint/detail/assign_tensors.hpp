@@ -45,12 +45,13 @@ inline void list_problems(std::ostringstream& os, const std::vector<std::string>
 ///
 /// The error starts "contaccum: <source> does not fit <model>:" and lists every missing
 /// tensor, shape mismatch ("name: expected [a, b], got [c, d]"), non-floating tensor,
-/// unexpected and duplicated name; `notes` (hints for the user) follow the lists.
+/// unexpected and duplicated name; `notes` (hints for the user) follow the lists. A
+/// checkpoint that fits but holds NaN or Inf values is refused too, each tensor named.
 inline void assign_checkpoint_tensors(const std::map<std::string, torch::Tensor>& targets,
                                       const std::map<std::string, torch::Tensor>& tensors,
                                       const CheckpointNameMap& names, std::string_view source,
                                       std::string_view model, const std::vector<std::string>& notes = {}) {
-  std::vector<std::string> missing, mismatched;
+  std::vector<std::string> missing, mismatched, non_finite;
   for (const auto& [name, target] : targets) {
     auto it = names.to_source.find(name);
     if (it == names.to_source.end()) {
@@ -65,6 +66,8 @@ inline void assign_checkpoint_tensors(const std::map<std::string, torch::Tensor>
           cat(it->second, ": expected ", shape_string(target.sizes()), ", got ", shape_string(t.sizes())));
     } else if (!t.is_floating_point()) {
       mismatched.push_back(cat(it->second, ": dtype ", t.scalar_type(), " is not a floating type"));
+    } else if (const auto bad = t.numel() - torch::isfinite(t).sum().item<int64_t>(); bad > 0) {
+      non_finite.push_back(cat(it->second, ": ", bad, " of ", t.numel(), " values are NaN or Inf"));
     }
   }
   if (!missing.empty() || !mismatched.empty() || !names.unexpected.empty() || !names.duplicated.empty()) {
@@ -74,7 +77,14 @@ inline void assign_checkpoint_tensors(const std::map<std::string, torch::Tensor>
     list_problems(os, mismatched, "shape mismatches");
     list_problems(os, names.unexpected, "unexpected tensors");
     list_problems(os, names.duplicated, "tensors given twice");
+    list_problems(os, non_finite, "tensors with NaN or Inf values");
     for (const auto& note : notes) os << "\n  " << note;
+    throw invalid_input(os.str());
+  }
+  if (!non_finite.empty()) {  // every name and shape fits, but the values are unusable
+    std::ostringstream os;
+    os << "contaccum: " << source << " holds NaN or Inf weights (a damaged file, or a run that diverged):";
+    list_problems(os, non_finite, "tensors with NaN or Inf values");
     throw invalid_input(os.str());
   }
   torch::NoGradGuard no_grad;

@@ -11,6 +11,7 @@
 
 #include <contaccum/data/detail/line_records.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/input_file.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -25,7 +26,9 @@ namespace contaccum::detail {
 class JsonArrayScanner {
 public:
   JsonArrayScanner(std::filesystem::path file, std::string format)
-      : file_(std::move(file)), format_(std::move(format)), in_(file_, std::ios::binary) {
+      : file_(std::move(file)), format_(std::move(format)) {
+    if (const auto why = unreadable_file_reason(file_); !why.empty()) bad_file(format_, file_, "cannot open it: ", why);
+    in_.open(file_, std::ios::binary);
     if (!in_.is_open()) bad_file(format_, file_, "cannot open it");
   }
   JsonArrayScanner(JsonArrayScanner&&) = default;

@@ -6,6 +6,7 @@
 
 #include <contaccum/data/read_options.hpp>
 #include <contaccum/detail/error.hpp>
+#include <contaccum/detail/input_file.hpp>
 
 #include <range/v3/view/facade.hpp>
 
@@ -61,11 +62,14 @@ template <class... Parts>
 }
 
 /// \brief A text file read line by line: 1-based line numbers, a trailing '\r' removed
-///        (files written on Windows), lines holding only spaces and tabs passed over.
+///        (files written on Windows), a UTF-8 byte-order mark at the start dropped (as JSON
+///        parsers do), lines holding only spaces and tabs passed over.
 class LineSource {
 public:
   LineSource(std::filesystem::path file, std::string format)
-      : file_(std::move(file)), format_(std::move(format)), in_(file_, std::ios::binary) {
+      : file_(std::move(file)), format_(std::move(format)) {
+    if (const auto why = unreadable_file_reason(file_); !why.empty()) bad_file(format_, file_, "cannot open it: ", why);
+    in_.open(file_, std::ios::binary);
     if (!in_.is_open()) bad_file(format_, file_, "cannot open it");
   }
 
@@ -74,6 +78,7 @@ public:
     while (std::getline(in_, line_)) {
       ++line_no_;
       if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+      if (line_no_ == 1 && line_.starts_with("\xEF\xBB\xBF")) line_.erase(0, 3);  // a UTF-8 byte-order mark
       if (line_.find_first_not_of(" \t") != std::string::npos) return true;
     }
     if (in_.bad()) bad_file(format_, file_, "read error after line ", line_no_);
@@ -173,11 +178,47 @@ public:
   }
 };
 
+/// \brief The offset of the first byte of `s` that does not belong to well-formed UTF-8
+///        (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or npos.
+[[nodiscard]] inline std::size_t first_invalid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t tail = 0;           // continuation bytes that must follow
+    unsigned lo = 0x80, hi = 0xBF;  // the range of the first of them
+    if (c >= 0xC2 && c <= 0xDF) tail = 1;
+    else if (c == 0xE0) tail = 2, lo = 0xA0;
+    else if (c == 0xED) tail = 2, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF) tail = 2;
+    else if (c == 0xF0) tail = 3, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3) tail = 3;
+    else if (c == 0xF4) tail = 3, hi = 0x8F;
+    else return i;
+    if (i + tail >= s.size()) return i;  // the line ends inside the character
+    for (std::size_t k = 1; k <= tail; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (b < (k == 1 ? lo : 0x80u) || b > (k == 1 ? hi : 0xBFu)) return i;
+    }
+    i += tail + 1;
+  }
+  return std::string_view::npos;
+}
+
 /// \brief Adapts a parser of (line, line number) to RecordStream's (source, stats) call.
+///        A line that is not UTF-8 is a malformed record, its column named, before any
+///        field of it is parsed.
 template <class LineParse>
 struct ByLine {
   LineParse parse;
-  auto operator()(const LineSource& source, ReadStats&) const { return parse(source.line(), source.line_no()); }
+  auto operator()(const LineSource& source, ReadStats&) const {
+    if (const auto at = first_invalid_utf8(source.line()); at != std::string_view::npos)
+      throw record_problem{"", cat("not valid UTF-8 (byte 0x", std::hex, static_cast<unsigned>(static_cast<unsigned char>(source.line()[at])), ")"), at};
+    return parse(source.line(), source.line_no());
+  }
 };
 
 /// \brief The records of a line-oriented file: `LineParse` maps (line, line number) to

@@ -1,0 +1,248 @@
+// Hardening regressions (issue 16, second part): each case is one input a careless or
+// hostile user gave that crashed, hung or gave silent garbage, and now fails at once with an
+// error naming the file and the field (or, where the input is legitimate, works).
+
+#include "support/helpers.hpp"
+#include "support/tiny_trainer.hpp"
+
+#include <contaccum/contaccum.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <string>
+
+namespace ca = contaccum;
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+namespace {
+
+void write_text(const fs::path& file, const std::string& text) {
+  fs::create_directories(file.parent_path());
+  std::ofstream(file, std::ios::binary) << text;
+}
+
+// A tiny BERT folder (config.json + model.safetensors) written by save_bert.
+fs::path tiny_bert_folder(const std::string& name) {
+  const auto dir = test::scratch_dir(name);
+  torch::manual_seed(1);
+  ca::save_bert(ca::Bert(test::tiny_bert(0.0)), dir);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("config.json sizes beyond sane limits are refused before allocating, the field named",
+          "[hardening][errors]") {
+  const auto dir = tiny_bert_folder("hardening_sizes");
+  const auto config = ca::detail::read_json_file(dir / "config.json");
+  auto with = [&](const char* key, nlohmann::json value) {
+    auto j = config;
+    j[key] = std::move(value);
+    return test::error_of([&] { (void)ca::bert_config_from_json(j, "my/config.json"); });
+  };
+  CHECK_THAT(with("num_hidden_layers", 1000000), Contains("my/config.json: num_hidden_layers 1000000 is beyond the limit of 1024"));
+  CHECK_THAT(with("vocab_size", int64_t{1} << 40), Contains("my/config.json: vocab_size 1099511627776 is beyond the limit"));
+  CHECK_THAT(with("max_position_embeddings", int64_t{1} << 30), Contains("max_position_embeddings"));
+  CHECK_THAT(with("type_vocab_size", -2), Contains("type_vocab_size must be positive, got -2"));
+  // each size within its own bound, together far too many parameters
+  auto j = config;
+  j["hidden_size"] = 65536;
+  j["num_attention_heads"] = 64;
+  j["num_hidden_layers"] = 1024;
+  CHECK_THAT(test::error_of([&] { (void)ca::bert_config_from_json(j, "my/config.json"); }),
+             Contains("my/config.json: the config describes about") && Contains("parameters"));
+  // the same bounds hold for GPT-NeoX's config.json
+  ca::GptNeoxConfig g{.vocab_size = 64, .hidden_size = 32, .num_hidden_layers = 2000000, .num_attention_heads = 4,
+                      .intermediate_size = 64};
+  CHECK_THAT(test::error_of([&] { (void)ca::GptNeox(g); }), Contains("GptNeoxConfig: num_hidden_layers 2000000 is beyond"));
+}
+
+TEST_CASE("BertConfig and GptNeoxConfig reject out-of-range numbers with the field named", "[hardening][errors]") {
+  auto bert_error = [](auto edit) {
+    auto c = test::tiny_bert(0.1);
+    edit(c);
+    return test::error_of([&] { (void)ca::Bert(c); });
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  CHECK_THAT(bert_error([](auto& c) { c.hidden_dropout_prob = 1.5; }),
+             Contains("BertConfig: hidden_dropout_prob must be in [0, 1), got 1.5"));
+  CHECK_THAT(bert_error([&](auto& c) { c.attention_probs_dropout_prob = nan; }),
+             Contains("attention_probs_dropout_prob must be in [0, 1)"));
+  CHECK_THAT(bert_error([](auto& c) { c.initializer_range = -0.02; }),
+             Contains("BertConfig: initializer_range must be >= 0 and finite, got -0.02"));
+  CHECK_THAT(bert_error([](auto& c) { c.layer_norm_eps = 0; }), Contains("layer_norm_eps must be positive and finite, got 0"));
+  CHECK_THAT(bert_error([&](auto& c) { c.layer_norm_eps = inf; }), Contains("layer_norm_eps must be positive and finite"));
+  CHECK_THAT(bert_error([](auto& c) { c.num_attention_heads = 5; }), Contains("hidden_size 32 is not a multiple of num_attention_heads 5"));
+
+  // through config.json the file is named
+  const auto dir = tiny_bert_folder("hardening_numbers");
+  auto j = ca::detail::read_json_file(dir / "config.json");
+  j["layer_norm_eps"] = -1e-12;
+  ca::detail::write_json_file(dir / "config.json", j);
+  CHECK_THAT(test::error_of([&] { (void)ca::load_bert(dir); }),
+             Contains((dir / "config.json").string() + ": layer_norm_eps must be positive and finite, got -1e-12"));
+
+  ca::GptNeoxConfig g{.vocab_size = 64, .hidden_size = 32, .num_hidden_layers = 1, .num_attention_heads = 4,
+                      .intermediate_size = 64};
+  g.initializer_range = nan;
+  CHECK_THAT(test::error_of([&] { (void)ca::GptNeox(g); }), Contains("GptNeoxConfig: initializer_range must be >= 0"));
+  g.initializer_range = 0.02;
+  g.layer_norm_eps = inf;
+  CHECK_THAT(test::error_of([&] { (void)ca::GptNeox(g); }), Contains("GptNeoxConfig: layer_norm_eps must be positive and finite"));
+}
+
+TEST_CASE("NaN or Inf weights are refused on load, each tensor named", "[hardening][errors]") {
+  const auto dir = tiny_bert_folder("hardening_nan");
+  auto tensors = ca::load_safetensors(dir / "model.safetensors");
+  std::string damaged;
+  for (auto& [name, t] : tensors) {
+    if (name.ends_with("word_embeddings.weight")) {
+      damaged = name;
+      t = t.clone();
+      t[3][5] = std::numeric_limits<float>::quiet_NaN();
+      t[7][1] = std::numeric_limits<float>::infinity();
+    }
+  }
+  REQUIRE_FALSE(damaged.empty());
+  ca::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+  const auto message = test::error_of([&] { (void)ca::load_bert(dir); });
+  CHECK_THAT(message, Contains("holds NaN or Inf weights") && Contains(dir.string()) &&
+                          Contains(damaged + ": 2 of 3840 values are NaN or Inf"));
+}
+
+TEST_CASE("A folder given where a file is expected is named as a folder", "[hardening][errors]") {
+  const auto dir = test::scratch_dir("hardening_folder");
+  const auto folder = dir / "not-a-file";
+  fs::create_directories(folder);
+  const std::string is_folder = "it is a folder, not a file";
+  CHECK_THAT(test::error_of([&] { (void)ca::detail::read_json_file(folder, "config file"); }),
+             Contains("config file " + folder.string() + " cannot be opened: " + is_folder));
+  CHECK_THAT(test::error_of([&] { (void)ca::read_all(ca::tsv_examples(folder)); }),
+             Contains("TSV file '" + folder.string() + "': cannot open it: " + is_folder));
+  CHECK_THAT(test::error_of([&] { (void)ca::read_all(ca::jsonl_examples(folder)); }), Contains(is_folder));
+  CHECK_THAT(test::error_of([&] { (void)ca::read_all(ca::dpr_examples(folder)); }), Contains(is_folder));
+  CHECK_THAT(test::error_of([&] { (void)ca::load_safetensors(folder); }), Contains(folder.string()) && Contains(is_folder));
+  CHECK_THAT(test::error_of([&] { (void)ca::tokenizers::WordPiece::from_vocab_file(folder); }), Contains(is_folder));
+  CHECK_THAT(test::error_of([&] { (void)ca::read_all(ca::tsv_examples(dir / "missing.tsv")); }),
+             Contains("cannot open it: no such file"));
+}
+
+TEST_CASE("A line that is not UTF-8 is a malformed record naming file, line and column", "[hardening][errors]") {
+  const auto dir = test::scratch_dir("hardening_utf8");
+  const auto file = dir / "triples.tsv";
+  write_text(file, "what is a compiler\tgcc compiles C\tvim edits text\nbad \xff query\tpassage\tnegative\n"
+                   "truncated \xe2\x82\tpassage\tnegative\nsurrogate \xed\xa0\x80\tpassage\tnegative\n"
+                   "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\tvalid UTF-8\tof 2, 3 and 4 bytes\n");
+  CHECK_THAT(test::error_of([&] { (void)ca::read_all(ca::tsv_examples(file)); }),
+             Contains("TSV file '" + file.string() + "' line 2, column 5: not valid UTF-8 (byte 0xff)"));
+  auto examples = ca::tsv_examples(file, {.on_error = ca::OnError::skip});
+  std::vector<ca::TextExample> kept;
+  for (auto&& e : examples) kept.push_back(std::move(e));
+  CHECK(kept.size() == 2);
+  CHECK(examples.stats().skipped == 3);
+  CHECK(kept.back().query == "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+}
+
+TEST_CASE("A UTF-8 byte-order mark is accepted at the start of TSV and qrels files", "[hardening][data]") {
+  const auto dir = test::scratch_dir("hardening_bom");
+  const std::string bom = "\xEF\xBB\xBF";
+  write_text(dir / "corpus.jsonl", bom + R"({"_id": "d1", "title": "gcc", "text": "the GNU C compiler"})" "\n" +
+                                       R"({"_id": "d2", "title": "vim", "text": "a text editor"})" "\n");
+  write_text(dir / "queries.jsonl", bom + R"({"_id": "q1", "text": "c compiler"})" "\n");
+  write_text(dir / "qrels" / "test.tsv", bom + "query-id\tcorpus-id\tscore\nq1\td1\t1\n");
+  const auto split = ca::read_beir(dir, "test");
+  REQUIRE(split.queries.size() == 1);
+  CHECK(split.qrels.at("q1").at("d1") == 1);
+  CHECK(split.corpus.size() == 2);
+
+  write_text(dir / "triples.tsv", bom + "q\tp\tn\n");
+  const auto [examples, stats] = ca::read_all(ca::tsv_examples(dir / "triples.tsv"));
+  REQUIRE(examples.size() == 1);
+  CHECK(examples[0].query == "q");
+}
+
+TEST_CASE("modules.json and pooling configs of the wrong types name the file and the field", "[hardening][errors]") {
+  const auto dir = test::scratch_dir("hardening_modules");
+  write_text(dir / "1_Pooling" / "config.json", R"({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": true})");
+  auto error_with = [&](const std::string& modules) {
+    write_text(dir / "modules.json", modules);
+    return test::error_of([&] { (void)ca::read_sentence_transformer_config(dir); });
+  };
+  const auto where = (dir / "modules.json").string();
+  CHECK_THAT(error_with(R"([{"idx": 0, "name": "0", "path": "", "type": 5}])"),
+             Contains(where + ": \"modules[0].type\" must be a string, got 5"));
+  CHECK_THAT(error_with(R"([3])"), Contains(where + ": modules[0] must be an object"));
+  CHECK_THAT(error_with(R"([{"path": ["1_Pooling"], "type": "sentence_transformers.models.Pooling"}])"),
+             Contains("\"modules[0].path\" must be a string"));
+  CHECK_THAT(error_with(R"({"type": "sentence_transformers.models.Pooling"})"), Contains(where + ": must be a list of modules"));
+
+  write_text(dir / "modules.json", R"([{"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
+  write_text(dir / "1_Pooling" / "config.json", R"({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": "yes"})");
+  CHECK_THAT(test::error_of([&] { (void)ca::read_sentence_transformer_config(dir); }),
+             Contains((dir / "1_Pooling" / "config.json").string() + ": \"pooling_mode_mean_tokens\" must be true or false"));
+  write_text(dir / "1_Pooling" / "config.json", R"({"word_embedding_dimension": "32", "pooling_mode": "mean"})");
+  CHECK_THAT(test::error_of([&] { (void)ca::read_sentence_transformer_config(dir); }),
+             Contains("\"word_embedding_dimension\" must be an integer, got \"32\""));
+  write_text(dir / "1_Pooling" / "config.json", R"({"word_embedding_dimension": 32, "pooling_mode": "mean"})");
+  CHECK(ca::read_sentence_transformer_config(dir).pooling_mode == "mean");
+}
+
+TEST_CASE("A tokenizer with ids past the model's vocabulary is refused when they meet", "[hardening][errors]") {
+  const auto dir = test::scratch_dir("hardening_vocab");
+  std::string vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+  for (int i = 0; i < 195; ++i) vocab += "tok" + std::to_string(i) + "\n";  // 200 ids, the model has 120
+  write_text(dir / "vocab.txt", vocab);
+  const auto tok = ca::tokenizers::WordPiece::from_vocab_file(dir / "vocab.txt");
+  torch::manual_seed(2);
+  ca::Bert bert(test::tiny_bert(0.0));
+  const std::vector<std::string> texts{"tok1 tok2", "tok190"};
+  CHECK_THAT(test::error_of([&] { (void)ca::embed_texts(bert, ca::MeanPooling{}, tok, texts); }),
+             Contains("embed_texts: the tokenizer has 200 token ids (0..199, the highest 'tok194') but the model's "
+                      "vocab_size is 120"));
+  CHECK_THAT(test::error_of([&] { ca::tokenizers::require_fits_model(tok, 120, "models/x"); }), Contains("models/x: "));
+  CHECK_NOTHROW(ca::tokenizers::require_fits_model(tok, 200, "models/x"));
+}
+
+TEST_CASE("Embeddings collapsed to one direction are reported in StepStats; healthy ones are not",
+          "[hardening][trainer]") {
+  auto loader = test::tiny_loader();
+  auto trainer = test::make_tiny_trainer<ca::FullBatch<>>(3, test::tiny_trainer_config(), test::tiny_bert(0.0));
+  const auto batch = loader.next();
+  // by hand, before the step: the mean cosine over distinct pairs of rows, per side
+  auto mean_cosine = [](const torch::Tensor& x) {
+    const auto u = torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    const auto n = x.size(0);
+    return (u.matmul(u.t()).sum().item<double>() - static_cast<double>(n)) / static_cast<double>(n * (n - 1));
+  };
+  double expected = 0;
+  {
+    torch::NoGradGuard no_grad;
+    auto& model = trainer.model();
+    expected = (mean_cosine(model->encode_queries(batch.queries)) + mean_cosine(model->encode_passages(batch.positives))) / 2;
+  }
+  const auto healthy = trainer.step(batch);
+  CHECK(healthy.embedding_cosine == Approx(expected).margin(1e-5));
+  CHECK(healthy.embedding_cosine < 0.99);
+  CHECK(healthy.collapse.empty());
+
+  // every LayerNorm outputs its bias alone: every text gets the same embedding
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : trainer.model()->named_parameters()) {
+      if (item.key().ends_with("LayerNorm.weight")) item.value().zero_();
+      if (item.key().ends_with("LayerNorm.bias")) item.value().fill_(0.5);
+    }
+  }
+  const auto collapsed = trainer.step(loader.next());
+  CHECK(collapsed.embedding_cosine == Approx(1.0).margin(1e-5));
+  CHECK_THAT(collapsed.collapse, Contains("the embeddings have collapsed: their mean pairwise cosine is"));
+  std::ostringstream printed;
+  printed << collapsed;
+  CHECK_THAT(printed.str(), Contains("[warning: the embeddings have collapsed"));
+  CHECK(ca::detail::step_record(collapsed, 1.0).contains("collapse"));
+  CHECK_FALSE(ca::detail::step_record(healthy, 1.0).contains("collapse"));
+}
