@@ -130,7 +130,7 @@ private:
 
 /// The mean cosine between a step's embeddings from which the Trainer reports a collapse:
 /// every embedding then points the same way, and no ranking is possible, although the loss
-/// can stay finite (a learning rate 1000x too high does it within a step). Pretrained text
+/// can stay finite (the main job with --lr 1000 reaches 0.997 at its third step). Pretrained text
 /// encoders sit far below it (all-MiniLM-L6-v2 on the Debian passages: about 0.1).
 inline constexpr double collapse_cosine = 0.99;
 }  // namespace detail

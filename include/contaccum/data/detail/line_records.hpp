@@ -215,8 +215,10 @@ template <class LineParse>
 struct ByLine {
   LineParse parse;
   auto operator()(const LineSource& source, ReadStats&) const {
-    if (const auto at = first_invalid_utf8(source.line()); at != std::string_view::npos)
-      throw record_problem{"", cat("not valid UTF-8 (byte 0x", std::hex, static_cast<unsigned>(static_cast<unsigned char>(source.line()[at])), ")"), at};
+    if (const auto at = first_invalid_utf8(source.line()); at != std::string_view::npos) {
+      const auto byte = static_cast<unsigned>(static_cast<unsigned char>(source.line()[at]));
+      throw record_problem{"", cat("not valid UTF-8 (byte 0x", std::hex, byte, ")"), at};
+    }
     return parse(source.line(), source.line_no());
   }
 };
