@@ -310,7 +310,7 @@ inline int compare(Args& args, const std::string& command_line) {
        << c.methods[i] << "\"";
   gp << "\n";
   ca::detail::write_file_atomically(c.out / "compare.gp", gp.str());
-  run_gnuplot(c.out, "compare.gp");
+  run_gnuplot(c.out, "compare.gp", {"grad_norm_ratio.png"});
   std::cout << "\n" << md.str() << "\n  written: " << (c.out / "comparison.md").string() << ", "
             << (c.out / "runs.json").string() << ", " << (c.out / "grad_norm_ratio.png").string() << std::endl;
   return 0;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <cstdlib>
@@ -94,14 +95,32 @@ inline json metrics_json(const ca::Evaluation& ev) {
   return j;
 }
 
-/// Runs gnuplot on `script` inside `dir` when gnuplot is installed; says what happened.
-inline void run_gnuplot(const fs::path& dir, const std::string& script) {
+/// True when `file` is a whole PNG: the signature first, the IEND chunk last.
+inline bool png_is_whole(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::string head(8, '\0'), tail(12, '\0');
+  if (!in.read(head.data(), 8) || head != "\x89PNG\r\n\x1a\n") return false;
+  in.seekg(-12, std::ios::end);
+  return in.read(tail.data(), 12) && tail.substr(4, 4) == "IEND";
+}
+
+/// Runs gnuplot on `script` inside `dir` when gnuplot is installed and checks the `pngs` it
+/// draws: one that is missing or cut short (gnuplot failed, the disk is full) is removed,
+/// so no plot that looks whole is left half written; the plot data and the script stay.
+inline void run_gnuplot(const fs::path& dir, const std::string& script, const std::vector<std::string>& pngs) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
     std::printf("  gnuplot not found: plot data and %s left in %s\n", script.c_str(), dir.string().c_str());
     return;
   }
   const auto cmd = "cd '" + dir.string() + "' && gnuplot " + script;
   if (std::system(cmd.c_str()) != 0) std::printf("  gnuplot failed on %s/%s\n", dir.string().c_str(), script.c_str());
+  for (const auto& png : pngs)
+    if (!png_is_whole(dir / png)) {
+      std::error_code ec;
+      fs::remove(dir / png, ec);
+      std::printf("  %s was not drawn whole (removed; `gnuplot %s` in %s draws it again)\n", png.c_str(),
+                  script.c_str(), dir.string().c_str());
+    }
 }
 
 // WORLD_SIZE as torchrun (or `--nproc N`) sets it; 1 when unset.

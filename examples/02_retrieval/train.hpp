@@ -121,7 +121,7 @@ set key top left
 plot "plot_metrics.dat" using 3:xtic(2) title "before" lc rgb "#bbbbbb", \
      "" using 4 title "after" lc rgb "#4477aa"
 )gp");
-  run_gnuplot(out, "plots.gp");
+  run_gnuplot(out, "plots.gp", {"training.png", "metrics.png"});
 }
 
 template <class C>
@@ -265,7 +265,13 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
   const auto out_model = c.out / "model";
   const auto tmp_model = c.out / ".tmp-model";
   fs::remove_all(tmp_model);
-  ca::save_sentence_transformer<Reader>(model->query_encoder, c.model, tmp_model, st.max_seq_length);
+  try {
+    ca::save_sentence_transformer<Reader>(model->query_encoder, c.model, tmp_model, st.max_seq_length);
+  } catch (...) {  // a failed export (a full disk) leaves no half folder behind
+    std::error_code ec;
+    fs::remove_all(tmp_model, ec);
+    throw;
+  }
   fs::remove_all(out_model);
   fs::rename(tmp_model, out_model);
 

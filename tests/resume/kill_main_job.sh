@@ -15,9 +15,9 @@ bin="$1"
 work="$2"
 shift 2
 inputs=("$@")
-steps=10
+steps=8
 # small evaluation sets: what is checked here is the run's state, not its metrics
-job=(--quick --steps "$steps" --save-every 2 --eval-every 5 --eval-queries 20 --eval-corpus 120 "${inputs[@]}")
+job=(--quick --steps "$steps" --save-every 2 --eval-every 4 --eval-queries 10 --eval-corpus 60 "${inputs[@]}")
 
 rm -rf "$work"
 mkdir -p "$work"

@@ -154,7 +154,8 @@ void save_sentence_transformer(const Bert& model, const std::filesystem::path& t
   bool copied = false;
   for (const auto* name : {"tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"}) {
     if (fs::exists(tokenizer_dir / name)) {
-      if (!fs::equivalent(tokenizer_dir, dir)) fs::copy_file(tokenizer_dir / name, dir / name, fs::copy_options::overwrite_existing);
+      if (!fs::equivalent(tokenizer_dir, dir))  // a checked, atomic copy: a full disk names the file
+        detail::write_file_atomically(dir / name, detail::read_file_bytes(tokenizer_dir / name));
       copied = true;
     }
   }

@@ -139,7 +139,7 @@ public:
       t.post_ = detail::read_post_processor(j.value("post_processor", nlohmann::json()), where);
       auto added = detail::read_added_tokens(j.value("added_tokens", nlohmann::json()), where);
       if (j.contains("padding") && j["padding"].is_object()) t.pad_id_ = j["padding"].value("pad_id", int64_t{0});
-      t.set_added_tokens(std::move(added));
+      t.set_added_tokens(std::move(added), where);
       return t;
     } catch (const nlohmann::json::exception& e) {
       throw invalid_input(contaccum::detail::cat("contaccum: ", where, ": ", e.what()));

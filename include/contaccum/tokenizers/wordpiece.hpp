@@ -150,7 +150,7 @@ private:
     unk_id_ = *unk;
     if (const auto pad = vocab_.find(options_.pad_token)) pad_id_ = *pad;
     strip_accents_ = options_.normalizer.strip_accents.value_or(options_.normalizer.lowercase);
-    set_added_tokens(std::move(added));
+    set_added_tokens(std::move(added), where);
   }
 
   // BertNormalizer on code points; `out` receives the normalised text.

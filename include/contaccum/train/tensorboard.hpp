@@ -78,7 +78,14 @@ public:
     std::string event;
     detail::append_double_field(event, 1, wall_time());
     detail::append_bytes_field(event, 3, "brain.Event:2");
-    write(event);
+    try {  // a file that cannot take its first record (a full disk) is not left behind empty
+      write(event);
+      flush();
+    } catch (const error&) {
+      stream_.reset();
+      std::filesystem::remove(file_, ec);
+      throw;
+    }
   }
 
   TensorBoardWriter(TensorBoardWriter&&) noexcept = default;

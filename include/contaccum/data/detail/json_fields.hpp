@@ -28,6 +28,13 @@ namespace contaccum::detail {
     const auto colon = column == std::string::npos ? std::string::npos : what.find(": ", column);
     if (colon != std::string::npos) what = what.substr(colon + 2);
     throw record_problem{"", cat("not valid JSON: ", what), e.byte > 0 ? e.byte - 1 : 0};
+  } catch (const nlohmann::json::exception& e) {
+    // Well-formed syntax the parser still cannot hold: a number beyond double's range
+    // ("number overflow parsing '1e3081'", out_of_range.406). No offset comes with it.
+    std::string what = e.what();
+    const auto bracket = what.find("] ");
+    if (bracket != std::string::npos) what = what.substr(bracket + 2);
+    throw record_problem{"", cat("not valid JSON: ", what), 0};
   }
 }
 

@@ -71,12 +71,21 @@ public:
   [[nodiscard]] const std::vector<AddedToken>& added_tokens() const { return added_.tokens(); }
 
 protected:
-  // Called by the derived loader once vocab_, post_ and the added tokens are known.
-  void set_added_tokens(std::vector<AddedToken> tokens) {
+  // Called by the derived loader (`where`: its file) once vocab_, post_, pad_id_ and the
+  // added tokens are known: the special ids the post-processor and the padding put into
+  // every sequence must be ids of the finished vocabulary.
+  void set_added_tokens(std::vector<AddedToken> tokens, const std::string& where) {
     for (const auto& t : tokens) {
-      contaccum::detail::require(t.id >= 0, "added token '", t.content, "' has a negative id");
+      contaccum::detail::require(t.id >= 0, where, ": added token '", t.content, "' has a negative id");
       if (static_cast<std::size_t>(t.id) >= vocab_.size() || vocab_.token(t.id) != t.content) vocab_.add(t.content, t.id);
     }
+    const auto require_known = [&](int64_t id, const char* what) {
+      contaccum::detail::require(id >= 0 && static_cast<std::size_t>(id) < vocab_.size(), where, ": ", what, " ", id,
+                                 " is not an id of the vocabulary (", vocab_.size(), " ids)");
+    };
+    for (const auto id : post_.prefix) require_known(id, "post_processor's special token id");
+    for (const auto id : post_.suffix) require_known(id, "post_processor's special token id");
+    require_known(pad_id_, "padding.pad_id");
     added_ = AddedVocabulary(std::move(tokens));
     normalized_contents_.clear();
     for (const auto i : added_.normalized_indices())
