@@ -36,15 +36,6 @@ inline std::string index_fingerprint(const fs::path& model, const fs::path& corp
   return s.str();
 }
 
-// The checksum the cached index carries in its metadata: over the embedding bytes.
-inline std::string embeddings_checksum(const torch::Tensor& docs) {
-  const auto c = docs.to(torch::kCPU).contiguous();
-  std::ostringstream s;
-  s << std::hex << std::setw(16) << std::setfill('0')
-    << ca::detail::checksum64(std::string_view(static_cast<const char*>(c.data_ptr()), c.nbytes()));
-  return s.str();
-}
-
 inline std::string short_line(const std::string& text, std::size_t width) {
   std::string line = text.substr(0, text.find('\n'));
   if (line.size() > width) {
@@ -93,32 +84,15 @@ inline int search(Args& args) {
   name << "index-" << std::hex << std::setw(16) << std::setfill('0') << std::hash<std::string>{}(fingerprint)
        << ".safetensors";
   const fs::path index_file = index_dir / name.str();
+  // A cached index is used only when its fingerprint matches and its rows are whole
+  // (load_embedding_cache checks the checksum of the embedding bytes, so a damaged, zeroed
+  // or copied-over row is caught); any doubt rebuilds it, saying why.
   torch::Tensor docs;  // (N, H), L2-normalised
-  // A cached index is used only when its fingerprint matches and its rows are whole: the
-  // checksum of the embedding bytes (written with it) catches a damaged, zeroed or
-  // copied-over row; any doubt rebuilds it, saying why.
-  std::string stale;  // why the cached index is not used; empty: use it
-  if (rebuild) {
-    stale = "--rebuild";
-  } else if (!fs::exists(index_file)) {
-    stale = "none cached yet";
-  } else {
-    try {
-      auto meta = ca::load_safetensors_metadata(index_file);
-      if (meta["fingerprint"] != fingerprint) {
-        stale = "the model, the corpus or the limit changed";
-      } else {
-        auto cached = ca::load_safetensors(index_file).at("embeddings");
-        if (cached.dim() != 2 || cached.size(0) != static_cast<int64_t>(corpus.size()))
-          stale = ca::detail::cat("it holds ", cached.size(0), " rows for ", corpus.size(), " passages");
-        else if (meta["checksum"] != detail::embeddings_checksum(cached))
-          stale = "its checksum does not match its rows (the file is damaged)";
-        else
-          docs = cached;
-      }
-    } catch (const std::exception& e) {
-      stale = ca::detail::cat("it cannot be read (", e.what(), ")");
-    }
+  std::string stale = "--rebuild";  // why the cached index is not used; empty: use it
+  if (!rebuild) {
+    auto cached = ca::load_embedding_cache(index_file, fingerprint, static_cast<int64_t>(corpus.size()));
+    stale = cached.why_not;
+    docs = cached.embeddings;
   }
   if (stale.empty()) {
     std::cout << "index: " << docs.size(0) << " passages loaded from " << index_file.string() << std::endl;
@@ -133,11 +107,7 @@ inline int search(Args& args) {
     docs = ca::embed_texts(encoder, Reader{}, tok, texts,
                            {.batch_size = 64, .max_length = tokenize.passage_max_length, .progress = bar.callback()})
                .contiguous();
-    fs::create_directories(index_dir);
-    ca::save_safetensors(index_file, {{"embeddings", docs}},
-                         {{"fingerprint", fingerprint},
-                          {"passages", std::to_string(docs.size(0))},
-                          {"checksum", detail::embeddings_checksum(docs)}});
+    ca::save_embedding_cache(index_file, docs, fingerprint);
   }
 
   auto answer = [&](const std::string& query) {

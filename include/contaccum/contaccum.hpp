@@ -20,6 +20,7 @@
 #include <contaccum/eval/trec.hpp>
 #include <contaccum/eval/metrics.hpp>
 #include <contaccum/eval/exact_search.hpp>
+#include <contaccum/eval/embedding_cache.hpp>
 #ifdef CONTACCUM_WITH_FAISS
 #include <contaccum/eval/faiss_index.hpp>  // optional: CMake defines it when it finds FAISS
 #endif

@@ -21,6 +21,7 @@
 #include <contaccum/data/jsonl.hpp>
 #include <contaccum/data/tsv.hpp>
 #include <contaccum/error.hpp>
+#include <contaccum/eval/embedding_cache.hpp>
 #include <contaccum/eval/trec.hpp>
 #include <contaccum/tokenizers/auto.hpp>
 
@@ -186,6 +187,16 @@ const std::map<std::string, Parser>& parsers() {
          for (const auto& [name, t] : ca::load_safetensors(f)) sum += t.to(torch::kDouble).sum().item<double>();
          (void)sum;
          (void)ca::load_safetensors_metadata(f);
+         return std::string{};
+       }},
+      {"embedding_cache",
+       [](const fs::path& dir) {  // the seed: 6 rows made from key "fuzz-seed" (make_corpus.py)
+         const fs::path f = only_file(dir);
+         const auto got = ca::load_embedding_cache(f, "fuzz-seed", 6);  // a reason, never an exception
+         if (!got) throw ca::error(f.string() + " not used: " + got.why_not);
+         const auto& e = got.embeddings;
+         if (e.scalar_type() != torch::kFloat || e.dim() != 2 || e.size(0) != 6 || !torch::isfinite(e).all().item<bool>())
+           return std::string{"accepted embeddings that are not 6 finite float32 rows"};
          return std::string{};
        }},
       {"tokenizer", [](const fs::path& dir) { return check_tokenizer(ca::tokenizers::load_tokenizer(dir)); }},

@@ -5,7 +5,6 @@ virtualenv; the output is committed, the fuzz run itself needs no Python.
 
     .venv/bin/python tests/fuzz/make_corpus.py
 """
-import hashlib
 import json
 import pathlib
 import shutil
@@ -19,6 +18,7 @@ here = pathlib.Path(__file__).resolve().parent
 root = here / "corpus"
 fixtures = here.parent / "fixtures" / "data"
 shutil.rmtree(root, ignore_errors=True)
+torch.manual_seed(0)
 
 lines = [
     "install a web server", "nginx is a small, powerful, scalable web server",
@@ -33,17 +33,35 @@ def seed(kind, name):
     return d
 
 
-# safetensors: weights as our loaders see them, and a search index as the search cache writes it
+# safetensors: weights as our loaders see them
 d = seed("safetensors", "weights")
 save_file({"embeddings.word_embeddings.weight": torch.randn(6, 4),
            "position_ids": torch.arange(5, dtype=torch.int64).view(1, 5),
            "pooler.dense.bias": torch.zeros(4, dtype=torch.bfloat16)},
           str(d / "model.safetensors"), metadata={"format": "pt"})
-d = seed("safetensors", "search_index")
-emb = torch.nn.functional.normalize(torch.randn(5, 4), dim=-1)
-save_file({"embeddings": emb}, str(d / "model.safetensors"),
-          metadata={"fingerprint": "model=x corpus=y limit=5 max_len=64",
-                    "checksum": hashlib.sha256(emb.numpy().tobytes()).hexdigest()[:16]})
+
+
+def checksum64(data: bytes) -> int:
+    """contaccum::detail::checksum64 (state/detail/files.hpp), written again here."""
+    mask, prime = (1 << 64) - 1, 0x100000001B3
+    h, n = 0xCBF29CE484222325, len(data) - len(data) % 8
+    for i in range(0, n, 8):
+        h = ((h ^ int.from_bytes(data[i:i + 8], "little")) * prime) & mask
+        h ^= h >> 29
+    for b in data[n:]:
+        h = ((h ^ b) * prime) & mask
+    h ^= len(data)
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & mask
+    return h ^ (h >> 33)
+
+
+# the search cache (eval/embedding_cache.hpp): 6 rows, key "fuzz-seed" (the fuzzer asks for both)
+d = seed("embedding_cache", "small")
+emb = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1).contiguous()
+save_file({"embeddings": emb}, str(d / "index.safetensors"),
+          metadata={"format": "contaccum-embedding-cache", "key": "fuzz-seed", "rows": "6",
+                    "checksum": f"{checksum64(emb.numpy().tobytes()):016x}"})
 
 # tokenizer.json: a WordPiece (BERT's pipeline) and a byte-level BPE (GPT-NeoX's), trained here
 wp = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))

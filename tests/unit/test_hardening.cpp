@@ -240,6 +240,31 @@ TEST_CASE("Fuzz findings: special ids outside the vocabulary, JSON numbers beyon
   CHECK(ca::read_all(ca::jsonl_examples(file, {.on_error = ca::OnError::skip})).records.size() == 1);
 }
 
+TEST_CASE("The embedding cache is used only when whole: key, rows, dtype, checksum", "[hardening][search]") {
+  const auto dir = test::scratch_dir("hardening_embedding_cache");
+  const auto file = dir / "index.safetensors";
+  torch::manual_seed(3);
+  const auto rows = torch::nn::functional::normalize(torch::randn({7, 5}),
+                                                     torch::nn::functional::NormalizeFuncOptions().dim(1));  // (7, 5)
+  CHECK(ca::load_embedding_cache(file, "k", 7).why_not == "none cached yet");
+  ca::save_embedding_cache(file, rows, "k");
+  const auto back = ca::load_embedding_cache(file, "k", 7);
+  REQUIRE(back);
+  CHECK(torch::equal(back.embeddings, rows));
+  CHECK_THAT(ca::load_embedding_cache(file, "other", 7).why_not, Contains("another model, corpus or limit"));
+  CHECK_THAT(ca::load_embedding_cache(file, "k", 8).why_not, Contains("it holds 7 rows for 8 passages"));
+  CHECK_THROWS_WITH(ca::save_embedding_cache(file, rows.to(torch::kDouble), "k"), Contains("float32"));
+
+  // one flipped bit in the last row: same shape, same header, caught by the checksum
+  auto bytes = ca::detail::read_file_bytes(file);
+  bytes[bytes.size() - 3] = static_cast<char>(bytes[bytes.size() - 3] ^ 0x10);
+  write_text(file, bytes);
+  CHECK_THAT(ca::load_embedding_cache(file, "k", 7).why_not, Contains("its checksum does not match its rows"));
+  // cut short: unreadable, a reason naming the file (not an exception)
+  write_text(file, bytes.substr(0, bytes.size() / 2));
+  CHECK_THAT(ca::load_embedding_cache(file, "k", 7).why_not, Contains("it cannot be read") && Contains(file.string()));
+}
+
 TEST_CASE("Embeddings collapsed to one direction are reported in StepStats; healthy ones are not",
           "[hardening][trainer]") {
   auto loader = test::tiny_loader();
