@@ -305,6 +305,50 @@ TEST_CASE("Embeddings collapsed to one direction are reported in StepStats; heal
   CHECK_FALSE(ca::detail::step_record(healthy, 1.0).contains("collapse"));
 }
 
+TEST_CASE("A loss risen to chance level is reported; a model trained from scratch is not; resume keeps the watch",
+          "[hardening][trainer]") {
+  const double m = 31;  // chance: log(32) = 3.466 nats
+  // a fine-tuned model (0.3 nats, 0.087 of chance) whose loss climbs as a too-high learning rate ruins it
+  ca::LossWatch watch;
+  const std::vector<double> rising = {0.3, 0.4, 0.9, 2.0, 3.2, 3.5, 3.6, 3.6, 3.6};
+  int64_t reported_at = -1;
+  ca::StateDict saved;
+  for (std::size_t i = 0; i < rising.size(); ++i) {
+    if (i == 3) watch.save_state(saved, "w.");
+    const auto warning = watch.observe(rising[i], m);
+    if (!warning.empty() && reported_at < 0) {
+      reported_at = static_cast<int64_t>(i);
+      CHECK_THAT(warning, Contains("the loss has risen to chance level") && Contains("m = 31") &&
+                              Contains("is the learning rate too high?"));
+    }
+  }
+  // recent mean: 0.087, 0.094, 0.135, 0.245, 0.414, 0.563, 0.682, 0.771, 0.838 (>= 0.8 at step 8)
+  CHECK(reported_at == 8);
+  CHECK(watch.recent() == Approx(0.8384).epsilon(1e-3));
+  // a resumed watch (state from before step 3) reports at the same step as the unbroken one
+  ca::LossWatch resumed;
+  resumed.load_state(ca::StateReader(saved, "test"), "w.");
+  int64_t resumed_at = -1;
+  for (std::size_t i = 3; i < rising.size(); ++i)
+    if (!resumed.observe(rising[i], m).empty() && resumed_at < 0) resumed_at = static_cast<int64_t>(i);
+  CHECK(resumed_at == reported_at);
+  CHECK(resumed.recent() == watch.recent());
+
+  // from scratch: the loss sits at chance (and the bank grows m) without ever being reported
+  ca::LossWatch scratch;
+  for (int i = 0; i < 50; ++i) CHECK(scratch.observe(std::log(2.0 + i) * 1.02, 1.0 + i).empty());
+  // a healthy fine-tuning run whose loss grows only because the bank fills (m 7 -> 63)
+  ca::LossWatch filling;
+  for (int i = 0; i < 50; ++i) CHECK(filling.observe(0.2 * std::log(8.0 + i), 7.0 + i).empty());
+  // a checkpoint from before the watch existed: it starts again
+  ca::StateDict old;
+  ca::LossWatch reset = watch;
+  reset.load_state(ca::StateReader(old, "old"), "w.");
+  CHECK(reset.steps() == 0);
+  saved.set("w.recent", std::nan(""));
+  CHECK_THROWS_WITH(resumed.load_state(ca::StateReader(saved, "test"), "w."), Contains("field 'w.recent' is nan"));
+}
+
 // A full disk under every writer of the library (issue 16: with ENOSPC injected, outputs
 // came out as 0-byte files and the run exited 0). Hidden from the default run: ctest's
 // enospc.library_writers runs it with tests/enospc/full_disk.c preloaded, which makes

@@ -28,7 +28,8 @@ struct StepStats {
   bool overflow = false;  ///< fp16: the scaled gradients were not finite, so nothing was updated
                           ///< and the scale was backed off (GradScaler's skip)
   double embedding_cosine = 0;  ///< mean cosine between distinct query (and passage) embeddings of the step
-  std::string collapse;         ///< a warning when they have collapsed to one direction (empty: healthy)
+  std::string collapse;         ///< a warning when they have collapsed to one direction or the loss has
+                                ///< risen to chance level (LossWatch); empty: healthy
 };
 
 inline std::ostream& operator<<(std::ostream& os, const StepStats& s) {

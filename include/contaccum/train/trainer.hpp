@@ -35,6 +35,7 @@
 #include <contaccum/strategy/seam.hpp>
 #include <contaccum/state/state_dict.hpp>
 #include <contaccum/train/detail/trainer_state.hpp>
+#include <contaccum/train/loss_watch.hpp>
 #include <contaccum/train/optim.hpp>
 #include <contaccum/train/stats.hpp>
 
@@ -277,10 +278,13 @@ public:
     stats.score_cache_note = std::move(acc.score_cache_note);
     stats.grad_norm_ratio = stats.grad_norm_query > 0 ? stats.grad_norm_passage / stats.grad_norm_query : 0.0;
     stats.embedding_cosine = seam.mean_cosine();
+    auto loss_warning = loss_watch_.observe(stats.loss, stats.negatives_per_query);
     if (stats.embedding_cosine > detail::collapse_cosine)
       stats.collapse = detail::cat("the embeddings have collapsed: their mean pairwise cosine is ", stats.embedding_cosine,
                                    " (every text maps to nearly one direction; is the learning rate ",
                                    stats.learning_rate, " too high?)");
+    else
+      stats.collapse = std::move(loss_warning);
     ++step_;
     return stats;
   }
@@ -305,6 +309,7 @@ public:
     strategy_.save_state(s, prefix + "strategy.");
     detail::save_generators(s, prefix + "rng.");
     if (scaler_.enabled()) scaler_.save_state(s, prefix + "trainer.loss_scaler.");
+    loss_watch_.save_state(s, prefix + "trainer.loss_watch.");
   }
 
   /// \brief Restores a saved state. Everything is checked before anything changes: a config
@@ -337,12 +342,15 @@ public:
     const auto generators = detail::check_generators(r, prefix + "rng.");
     LossScaler scaler = scaler_;
     if (scaler.enabled()) scaler.load_state(r, prefix + "trainer.loss_scaler.");
+    LossWatch watch;
+    watch.load_state(r, prefix + "trainer.loss_watch.");
     strategy_.load_state(r, prefix + "strategy.");  // all or nothing; the last check that can fail
     detail::apply_tensor_copies(copies);
     detail::apply_adamw(*optimizer_, moments);
     detail::apply_generators(generators);
     step_ = step;
     scaler_ = scaler;
+    loss_watch_ = watch;
     negatives_per_query_ = m;
     backward_calls_ = calls;
   }
@@ -392,6 +400,7 @@ private:
   int64_t step_ = 0;
   int64_t negatives_per_query_ = -1;
   LossScaler scaler_;
+  LossWatch loss_watch_;  // the loss half of the collapse check (train/loss_watch.hpp)
 };
 
 }  // namespace contaccum
