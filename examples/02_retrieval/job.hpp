@@ -14,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <cstdlib>
 #include <string>
 #include <unordered_set>
@@ -121,6 +122,15 @@ inline void run_gnuplot(const fs::path& dir, const std::string& script, const st
       std::printf("  %s was not drawn whole (removed; `gnuplot %s` in %s draws it again)\n", png.c_str(),
                   script.c_str(), dir.string().c_str());
     }
+}
+
+/// What a file is, for a cache key: its path, size and modification time (`who` names the
+/// command in the error when it does not exist).
+inline std::string file_stamp(const fs::path& f, const char* who) {
+  ca::detail::require(fs::exists(f), who, ": ", f.string(), " does not exist");
+  std::ostringstream s;
+  s << fs::canonical(f).string() << ":" << fs::file_size(f) << ":" << fs::last_write_time(f).time_since_epoch().count();
+  return s.str();
 }
 
 // WORLD_SIZE as torchrun (or `--nproc N`) sets it; 1 when unset.

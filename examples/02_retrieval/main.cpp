@@ -112,7 +112,7 @@ int main(int argc, char** argv) try {
   std::string command_line = "./build/examples/retrieval";
   for (int i = 1; i < argc; ++i) command_line += std::string(" ") + argv[i];
   if (mode == "train") {
-    retrieval::Args args(argc, argv, first, {"--quick", "--resume", "--fresh"});
+    retrieval::Args args(argc, argv, first, {"--quick", "--resume", "--fresh", "--mine-negatives"});
     contaccum::detail::require(args.positional.empty(), "train takes no positional argument\nusage: ",
                                retrieval::train_usage);
     return retrieval::train(args);

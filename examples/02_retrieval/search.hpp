@@ -24,15 +24,8 @@ namespace detail {
 // What the cached embeddings depend on: the model's weights, the corpus file, how many
 // passages and how they were cut. A change in any of them makes a new index.
 inline std::string index_fingerprint(const fs::path& model, const fs::path& corpus, int64_t limit, std::size_t max_len) {
-  auto stamp = [](const fs::path& f) {
-    ca::detail::require(fs::exists(f), "search: ", f.string(), " does not exist");
-    std::ostringstream s;
-    s << fs::canonical(f).string() << ":" << fs::file_size(f) << ":"
-      << fs::last_write_time(f).time_since_epoch().count();
-    return s.str();
-  };
   std::ostringstream s;
-  s << stamp(model / "model.safetensors") << "|" << stamp(corpus) << "|limit=" << limit << "|max_length=" << max_len;
+  s << file_stamp(model / "model.safetensors", "search") << "|" << file_stamp(corpus, "search") << "|limit=" << limit << "|max_length=" << max_len;
   return s.str();
 }
 

@@ -3,6 +3,7 @@
 // fixed micro-batch size (the memory budget), evaluate before and after, export.
 
 #include "job.hpp"
+#include "mine.hpp"
 
 #include <contaccum/dist/single_process.hpp>
 #ifdef CONTACCUM_WITH_C10D
@@ -36,11 +37,16 @@ struct TrainConfig {
   ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 128};
   uint64_t seed = 13;
   ca::Precision precision = ca::Precision::fp32;  ///< --precision: fp32 or bf16 (autocast in the encoders)
+  int64_t train_queries = 0;      ///< --train-queries: a seeded subset of the training queries (0: all)
+  bool mine_negatives = false;    ///< --mine-negatives: mine hard negatives with the pretrained model first
+  int64_t negatives = 1;          ///< --negatives: mined negatives per query (m)
+  int64_t mine_corpus = 10000;    ///< --mine-corpus: passages the mining searches
 };
 
 inline constexpr const char* train_usage =
     "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR] [--save-every N] "
-    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--train FILE] [--lr X] [--precision fp32|bf16|fp16] [--resume | --fresh] [--nproc N]";
+    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--train FILE] [--lr X] [--precision fp32|bf16|fp16] [--train-queries N] [--mine-negatives [--negatives M] [--mine-corpus N]] "
+    "[--resume | --fresh] [--nproc N]";
 
 inline constexpr const char* train_help =
     "  the main job: fine-tunes a sentence-transformers model with ContAccum (N_local pairs per\n"
@@ -52,6 +58,12 @@ inline constexpr const char* train_help =
     "  --data DIR       a BEIR folder with train/dev/test qrels (default data/debian-beir)\n"
     "  --train FILE     train on these pairs instead of the train split: JSONL ({\"query\", \"pos\", \"neg\"}),\n"
     "                   TSV (query, positive[, negative]), DPR JSON or a BEIR folder; dev and test stay --data's\n"
+    "  --train-queries N  train on a seeded subset of N training queries (default: all)\n"
+    "  --mine-negatives first mine hard negatives with the pretrained model (the training queries'\n"
+    "                   positives + seeded distractors, 5% relative margin), then train with M per query;\n"
+    "                   they are written to OUT/mined.jsonl. Without --train-queries it trains on the\n"
+    "                   N_total x steps queries a run draws. --negatives M (default 1), --mine-corpus N\n"
+    "                   passages searched (default 10000)\n"
     "  --model DIR      a sentence-transformers folder (default models/all-MiniLM-L6-v2)\n"
     "  --out DIR        run folder: log.jsonl, checkpoints/, metrics.json, plots, model/ (default out/main)\n"
     "  --save-every N   checkpoint every N steps (default 20); --eval-every N: dev evaluation (default 20)\n"
@@ -162,10 +174,12 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
   // Data: training pairs from the train split (or the user's --train file); the best
   // checkpoint by dev queries; evaluation on test queries.
   std::vector<ca::TextExample> examples;
+  std::vector<ca::Passage> corpus;  // what mining searches: the BEIR corpus, or the --train file's passages
   if (c.train_file.empty()) {
-    const auto train_split = ca::read_beir(c.data, "train");
+    auto train_split = ca::read_beir(c.data, "train");
     require_queries(train_split, c.data, "train", "trains on");
     examples = ca::beir_training_examples(train_split);
+    if (c.mine_negatives) corpus = std::move(train_split.corpus);
   } else {
     auto read = ca::read_training_examples(c.train_file);
     ca::detail::require(!read.records.empty(), "--train ", c.train_file.string(), ": no training pairs in it (",
@@ -180,6 +194,16 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
   require_queries(dev, c.data, "dev", "picks the best checkpoint by");
   require_queries(test, c.data, "test", "evaluates on");
   if (quick) examples.resize(std::min<std::size_t>(examples.size(), 40));
+  // mining mines for the queries a run draws: a seeded subset of steps x N_total unless told
+  if (c.mine_negatives && c.train_queries == 0) c.train_queries = c.steps * c.n_total;
+  if (c.train_queries > 0 && static_cast<int64_t>(examples.size()) > c.train_queries) {
+    auto order = ca::seeded_permutation(examples.size(), c.seed + 2);
+    order.resize(static_cast<std::size_t>(c.train_queries));
+    std::sort(order.begin(), order.end());
+    std::vector<ca::TextExample> subset;
+    for (auto i : order) subset.push_back(std::move(examples[i]));
+    examples = std::move(subset);
+  }
   const EvalSet eval = make_eval_set(test, c.eval_queries, c.eval_corpus, c.seed, c.tokenize);
   const EvalSet dev_eval = make_eval_set(dev, c.dev_queries, c.dev_corpus, c.seed, c.tokenize);
   say << "  " << examples.size() << " training queries; evaluation: " << eval.queries.size()
@@ -191,6 +215,26 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
   ca::require_pooling<Reader>(st, c.model.string());
   Model model(ca::load_bert(c.model));
   ca::tokenizers::require_fits_model(tok, model->query_encoder->config().vocab_size, c.model.string());
+
+  if (c.mine_negatives) {  // rank 0 mines and writes mined.jsonl; the other ranks read it
+    if (!c.train_file.empty())
+      for (const auto& e : examples)
+        for (const auto* list : {&e.positives, &e.hard_negatives, &e.negatives})
+          corpus.insert(corpus.end(), list->begin(), list->end());
+    std::unordered_set<std::string> held_out;  // judged passages of the evaluation splits
+    for (const auto* split : {&dev.qrels, &test.qrels})
+      for (const auto& [query, docs] : *split)
+        for (const auto& [doc, score] : docs) held_out.insert(doc);
+    if (main_rank)
+      examples = mine_for_training(model->query_encoder, tok, std::move(examples), corpus, held_out,
+                                   {.negatives = c.negatives, .pool = c.mine_corpus, .seed = c.seed,
+                                    .tokenize = c.tokenize, .model = c.model, .out = c.out},
+                                   say);
+    collective.any_rank(false);
+    if (!main_rank) examples = ca::read_training_examples(c.out / "mined.jsonl").records;
+    corpus = {};
+  }
+  const int64_t m = c.mine_negatives ? c.negatives : 0;  // hard negatives per query
 
   ca::Evaluation before;
   if (main_rank) before = evaluate_towers(model->query_encoder, model->passage_encoder, tok, eval, c.tokenize, "before");
@@ -218,7 +262,7 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
 
   // every rank draws the global batch of N_total pairs and trains on its share
   ca::ShardedLoader loader(ca::PairLoader<ca::tokenizers::WordPiece>(
-                               ca::PairSampler(std::move(examples), {.seed = c.seed, .hard_negatives_per_query = 0}),
+                               ca::PairSampler(std::move(examples), {.seed = c.seed, .hard_negatives_per_query = m}),
                                tok, {.batch_size = c.n_total, .tokenize = c.tokenize}),
                            collective);
   Job trainer(model,
@@ -300,6 +344,8 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
                {"eval_queries", eval.queries.size()},
                {"ranks", world},
                {"precision", std::string(ca::to_string(c.precision))},
+               {"hard_negatives_per_query", m},
+               {"mined_negatives", c.mine_negatives},
                {"train_seconds_this_call", train_seconds},
                {"pairs_per_s", train_seconds > 0 ? static_cast<double>(c.n_total * std::ssize(fitted.history)) /
                                                        train_seconds : 0.0},
@@ -370,6 +416,12 @@ inline int train(Args& args) {
   c.train_file = args.text("--train", "");
   c.precision = ca::parse_precision(args.text("--precision", "fp32"), "--precision");
   c.learning_rate = args.real("--lr", c.learning_rate);
+  c.mine_negatives = args.flag("--mine-negatives");
+  c.train_queries = args.integer("--train-queries", 0);
+  if (c.mine_negatives) {
+    c.negatives = args.integer("--negatives", c.negatives);
+    c.mine_corpus = args.integer("--mine-corpus", quick ? 400 : c.mine_corpus);
+  }
   (void)args.integer("--nproc", 1);  // > 1 was handled in main(): this process is one of the ranks
   args.check_all_used(train_usage);
   ca::detail::require(!(resume && fresh), "--resume and --fresh exclude each other");

@@ -44,6 +44,7 @@
 #include <contaccum/pooling/normalized.hpp>
 #include <contaccum/loss/similarity.hpp>
 #include <contaccum/loss/info_nce.hpp>
+#include <contaccum/loss/matryoshka.hpp>
 #include <contaccum/bank/ring_buffer.hpp>
 #include <contaccum/bank/dual_bank.hpp>
 #include <contaccum/strategy/split.hpp>
@@ -75,6 +76,8 @@
 #include <contaccum/train/stats.hpp>
 #include <contaccum/train/trainer.hpp>
 #include <contaccum/train/progress.hpp>
+#include <contaccum/mining/hard_negatives.hpp>
+#include <contaccum/mining/mine.hpp>
 #include <contaccum/train/tensorboard.hpp>
 #include <contaccum/train/fit.hpp>
 #include <contaccum/state/state_dict.hpp>

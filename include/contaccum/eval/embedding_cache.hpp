@@ -42,11 +42,7 @@ inline constexpr std::string_view embedding_cache_format = "contaccum-embedding-
 /// 16 hex digits of checksum64 over the tensor's bytes (contiguous, on the CPU).
 [[nodiscard]] inline std::string embeddings_checksum(const torch::Tensor& embeddings) {
   const auto c = embeddings.to(torch::kCPU).contiguous();
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx",
-                static_cast<unsigned long long>(
-                    checksum64(std::string_view(static_cast<const char*>(c.data_ptr()), c.nbytes()))));
-  return hex;
+  return hex64(checksum64(std::string_view(static_cast<const char*>(c.data_ptr()), c.nbytes())));
 }
 }  // namespace detail
 

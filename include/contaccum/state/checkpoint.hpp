@@ -66,12 +66,6 @@ struct checkpoint_file {
 inline constexpr checkpoint_file checkpoint_files[] = {
     {"model.safetensors", "model."}, {"optimizer.safetensors", "optimizer."}, {"state.safetensors", ""}};
 
-[[nodiscard]] inline std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 [[nodiscard]] inline std::string checkpoint_name(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "checkpoint-%06lld", static_cast<long long>(step));

@@ -278,7 +278,10 @@ public:
     stats.score_cache_note = std::move(acc.score_cache_note);
     stats.grad_norm_ratio = stats.grad_norm_query > 0 ? stats.grad_norm_passage / stats.grad_norm_query : 0.0;
     stats.embedding_cosine = seam.mean_cosine();
-    auto loss_warning = loss_watch_.observe(stats.loss, stats.negatives_per_query);
+    // a loss that sums several InfoNCE terms (Matryoshka) says how many: chance is that times log(1 + m)
+    double terms = 1.0;
+    if constexpr (requires { loss_.chance_terms(); }) terms = loss_.chance_terms();
+    auto loss_warning = loss_watch_.observe(stats.loss / terms, stats.negatives_per_query);
     if (stats.embedding_cosine > detail::collapse_cosine)
       stats.collapse = detail::cat("the embeddings have collapsed: their mean pairwise cosine is ", stats.embedding_cosine,
                                    " (every text maps to nearly one direction; is the learning rate ",

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -117,6 +118,13 @@ inline void write_file_atomically(const fs::path& p, std::string_view data) {
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
   return h;
+}
+
+/// \brief v as 16 lower-case hex digits (how checksums are written in manifests and caches).
+[[nodiscard]] inline std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
 }
 
 /// \brief The whole content of a file (an error names it when it cannot be read).
