@@ -45,6 +45,10 @@
 #include <contaccum/loss/similarity.hpp>
 #include <contaccum/loss/info_nce.hpp>
 #include <contaccum/loss/matryoshka.hpp>
+#include <contaccum/loss/pair_similarity.hpp>
+#include <contaccum/loss/cosent.hpp>
+#include <contaccum/loss/distillation.hpp>
+#include <contaccum/loss/gist.hpp>
 #include <contaccum/bank/ring_buffer.hpp>
 #include <contaccum/bank/dual_bank.hpp>
 #include <contaccum/strategy/split.hpp>

@@ -199,3 +199,168 @@ TEST_CASE("Matryoshka refuses dims wider than the embedding, naming the dim", "[
   const Matryoshka<InfoNCE<>> no_weights{.dims = {8, 4}, .weights = {1.0}};
   CHECK_THROWS_WITH(no_weights(q, d), Catch::Contains("1 weights for 2 dims"));
 }
+
+// ---------------------------------------------------------------------------------------
+// The scored-pair (CoSENT, AnglE), distillation (MarginMSE, DistillKLDiv) and guided
+// (GISTEmbed) losses: against sentence-transformers' implementations on the same embeddings.
+
+#include <contaccum/loss/cosent.hpp>
+#include <contaccum/loss/distillation.hpp>
+#include <contaccum/loss/gist.hpp>
+
+namespace {
+
+// Runs st_loss_reference.py `cmd` on the tensors and metadata -> {loss, grads of q, p, h}.
+std::map<std::string, torch::Tensor> st_reference(const std::string& cmd,
+                                                  const std::map<std::string, torch::Tensor>& tensors,
+                                                  const std::map<std::string, std::string>& meta = {}) {
+  const auto dir = test::scratch_dir("st_loss_" + cmd);
+  std::map<std::string, torch::Tensor> detached;
+  for (const auto& [k, v] : tensors) detached[k] = v.detach();
+  save_safetensors(dir / "in.safetensors", detached, meta);
+  REQUIRE(test::run_python_reference("st_loss_reference.py", cmd + " " + (dir / "in.safetensors").string() + " " +
+                                                                 (dir / "out.safetensors").string()));
+  return load_safetensors(dir / "out.safetensors");
+}
+
+// Our loss and gradients vs the reference's, for the leaves named in `leaves` (q, p[, h]).
+void check_against(const torch::Tensor& ours, const std::vector<std::pair<std::string, torch::Tensor>>& leaves,
+                   const std::map<std::string, torch::Tensor>& ref) {
+  std::vector<torch::Tensor> inputs, want;
+  for (const auto& [name, t] : leaves) {
+    inputs.push_back(t);
+    want.push_back(ref.at(name));
+  }
+  CHECK(ours.item<double>() == Approx(ref.at("loss").item<double>()).epsilon(1e-10));
+  const auto got = torch::autograd::grad({ours}, inputs, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+  std::vector<torch::Tensor> g;
+  for (std::size_t i = 0; i < got.size(); ++i) g.push_back(got[i].defined() ? got[i] : torch::zeros_like(inputs[i]));
+  CHECK(test::relative_error(g, want) <= 1e-8);
+}
+
+}  // namespace
+
+TEST_CASE("CoSENT and AnglE equal sentence-transformers' CoSENTLoss and AnglELoss", "[loss][cosent][python]") {
+  torch::manual_seed(31);
+  const int64_t n = 9, h = 7;  // odd width: AnglE pads one zero
+  auto a = leaf({n, h}), b = leaf({n, h});
+  // STS-like gold scores with ties (tied pairs are not ordered against each other)
+  const auto labels = torch::tensor({0.0, 1.0, 2.5, 2.5, 4.0, 1.0, 5.0, 0.0, 3.0}, torch::kFloat64);
+
+  SECTION("CoSENT, cosine, scale 20") {
+    const CoSENT<> loss;
+    check_against(loss(a, b, labels), {{"q", a}, {"p", b}}, st_reference("cosent", {{"q", a}, {"p", b}, {"labels", labels}}, {{"scale", "20"}}));
+  }
+  SECTION("CoSENT, scale 5; the dense n x n form gives the same value") {
+    const CoSENT<> loss{.scale = 5.0};
+    const auto ours = loss(a, b, labels);
+    check_against(ours, {{"q", a}, {"p", b}}, st_reference("cosent", {{"q", a}, {"p", b}, {"labels", labels}}, {{"scale", "5"}}));
+    const auto s = 5.0 * PairCosine{}(a, b);
+    const auto diff = (s.unsqueeze(1) - s.unsqueeze(0)).masked_fill(labels.unsqueeze(1) >= labels.unsqueeze(0), -INFINITY);
+    const auto dense = torch::logsumexp(torch::cat({torch::zeros({1}, torch::kFloat64), diff.flatten()}), 0);
+    CHECK(ours.item<double>() == Approx(dense.item<double>()).epsilon(1e-12));
+  }
+  SECTION("AnglE on pairs") {
+    const AnglE loss;
+    check_against(loss(a, b, labels), {{"q", a}, {"p", b}}, st_reference("angle", {{"q", a}, {"p", b}, {"labels", labels}}, {{"scale", "20"}}));
+  }
+  SECTION("AnglE on (anchor, positive, 2 negatives): negatives take 1 - label") {
+    auto hn = leaf({n * 2, h});
+    const AnglE loss;
+    const auto ours = loss(LossInputs{.queries = a, .positives = b, .hard_negatives = hn});
+    check_against(ours, {{"q", a}, {"p", b}, {"h", hn}}, st_reference("angle", {{"q", a}, {"p", b}, {"h", hn}}, {{"scale", "20"}}));
+  }
+}
+
+TEST_CASE("MarginMSE and DistillKLDiv equal sentence-transformers' on teacher scores", "[loss][distill][python]") {
+  torch::manual_seed(32);
+  const int64_t n = 6, m = 3, h = 8;
+  auto q = leaf({n, h}), p = leaf({n, h}), hn = leaf({n * m, h});
+  const auto teacher = torch::randn({n, 1 + m}, torch::kFloat64) * 3;  // a cross-encoder's logits
+  const std::map<std::string, torch::Tensor> in{{"q", q}, {"p", p}, {"h", hn}, {"labels", teacher}};
+  const std::vector<std::pair<std::string, torch::Tensor>> leaves{{"q", q}, {"p", p}, {"h", hn}};
+
+  SECTION("MarginMSE from (n, 1 + m) scores, and the same from (n, m) margins") {
+    const MarginMSE<> loss;
+    const auto ours = loss(q, p, hn, teacher);
+    check_against(ours, leaves, st_reference("margin_mse", in));
+    const auto margins = teacher.slice(1, 0, 1) - teacher.slice(1, 1);  // (n, m)
+    CHECK(loss(q, p, hn, margins).item<double>() == Approx(ours.item<double>()).epsilon(1e-12));
+    CHECK_THROWS_WITH(loss(q, p, hn, torch::zeros({n, m + 2})), Catch::Contains("must be (6, 4) scores or (6, 3) margins"));
+  }
+  SECTION("DistillKLDiv with student and teacher temperatures") {
+    const DistillKLDiv<> loss{.student_temperature = 2.0, .teacher_temperature = 0.5};
+    check_against(loss(q, p, hn, teacher), leaves,
+                  st_reference("distill_kl", in, {{"student_temperature", "2"}, {"teacher_temperature", "0.5"}}));
+    // the student matching the teacher exactly has zero loss
+    const DistillKLDiv<> plain;
+    const auto s = contaccum::detail::candidate_scores(PairDot{}, q, p, hn, "test").detach();
+    CHECK(plain(q, p, hn, s).item<double>() == Approx(0.0).margin(1e-12));
+    CHECK_THROWS_WITH(plain(q, p, hn, teacher.slice(1, 0, 2)), Catch::Contains("teacher scores must be (6, 4)"));
+  }
+}
+
+TEST_CASE("GISTEmbed equals sentence-transformers' GISTEmbedLoss, and its guide removes planted false negatives",
+          "[loss][gist][python]") {
+  torch::manual_seed(33);
+  const int64_t n = 8, h = 6, gh = 5;  // the guide is another model: another width
+  auto q = leaf({n, h}), p = leaf({n, h}), hn = leaf({n, h});
+  auto gq = torch::randn({n, gh}, torch::kFloat64), gp = gq + 0.6 * torch::randn({n, gh}, torch::kFloat64);
+  auto gneg = torch::randn({n, gh}, torch::kFloat64);
+  gneg[2] = gq[2] * 1.5;  // the guide sees query 2's negative as a positive: a false negative
+  gp[5] = gq[4];          // and query 4 as having the same answer as query 5
+  const LossInputs student{.queries = q, .positives = p, .hard_negatives = hn};
+  const LossInputs guide{.queries = gq, .positives = gp, .hard_negatives = gneg};
+  const std::map<std::string, torch::Tensor> in{{"q", q}, {"p", p}, {"h", hn}, {"gq", gq}, {"gp", gp}, {"gh", gneg}};
+  const std::vector<std::pair<std::string, torch::Tensor>> leaves{{"q", q}, {"p", p}, {"h", hn}};
+  for (const auto& [strategy, margin, anchors, positives] :
+       std::vector<std::tuple<GISTEmbed::Margin, double, bool, bool>>{{GISTEmbed::Margin::Absolute, 0.0, true, true},
+                                                                      {GISTEmbed::Margin::Absolute, 0.1, false, true},
+                                                                      {GISTEmbed::Margin::Relative, 0.2, true, false}}) {
+    const bool relative = strategy == GISTEmbed::Margin::Relative;
+    INFO("relative " << relative << " margin " << margin << " anchors " << anchors << " positives " << positives);
+    const GISTEmbed loss{.margin_strategy = strategy, .margin = margin, .contrast_anchors = anchors,
+                         .contrast_positives = positives};
+    const auto ours = loss(student, guide);
+    check_against(ours, leaves,
+                  st_reference("gist", in,
+                               {{"temperature", "0.01"}, {"margin_strategy", relative ? "relative" : "absolute"},
+                                {"margin", std::to_string(margin)}, {"contrast_anchors", anchors ? "1" : "0"},
+                                {"contrast_positives", positives ? "1" : "0"}}));
+    // control: the planted rows are filtered (the ST agreement above covered the masking):
+    // without them the guide keeps those candidates and the loss is another value
+    auto plain_neg = gneg.clone(), plain_pos = gp.clone();
+    plain_neg[2] = torch::randn({gh}, torch::kFloat64);
+    plain_pos[5] = gq[5] + 0.6 * torch::randn({gh}, torch::kFloat64);
+    const auto unplanted = loss(student, LossInputs{.queries = gq, .positives = plain_pos, .hard_negatives = plain_neg});
+    CHECK(std::abs(unplanted.item<double>() - ours.item<double>()) > 1e-3);
+  }
+  const GISTEmbed loss;
+  CHECK_THROWS_WITH(loss(LossInputs{.queries = q, .positives = p, .bank_positives = p.detach()}, guide),
+                    Catch::Contains("banked rows have no guide embeddings"));
+}
+
+TEST_CASE("AnglE's n-tuple form trains under GradCache exactly as under FullBatch", "[loss][cosent][strategy]") {
+  torch::manual_seed(34);
+  DualEncoder<Bert, MeanPooling> model(test::tiny_bert(0.1));
+  model->to(torch::kFloat64);
+  auto data = test::tiny_data(/*m=*/1);
+  const auto batch = data.next(10);
+  const AnglE loss;
+  auto run = [&](auto strategy) {
+    auto params = model->parameters();
+    test::zero_grads(params);
+    model->train();
+    torch::manual_seed(9);
+    auto acc = strategy.accumulate(model, loss, batch, StepContext{0, 4});
+    strategy.finish_step(true);
+    return std::pair{acc.loss, test::grads_of(params)};
+  };
+  const auto [l_full, g_full] = run(FullBatch<>({.encode_chunk = 4}));
+  const auto [l_cache, g_cache] = run(GradCache<>());
+  CHECK(l_cache == Approx(l_full).epsilon(1e-12));
+  CHECK(test::relative_error(g_cache, g_full) <= 1e-10);
+  CHECK_THROWS_WITH(loss(LossInputs{.queries = torch::randn({3, 4}), .positives = torch::randn({3, 4}),
+                                    .bank_positives = torch::zeros({2, 4})}),
+                    Catch::Contains("banked rows carry no labels"));
+}
