@@ -82,6 +82,19 @@ TEST_CASE("InfoNCE rejects mismatched shapes with a clear message", "[loss][erro
 
 namespace {
 
+// One training step's loss and parameter gradients under `strategy`, dropout on, seeded.
+template <class Strategy, class Model, class Loss>
+std::pair<double, std::vector<torch::Tensor>> step_grads(Strategy strategy, Model& model, const Loss& loss,
+                                                          const PairBatch& batch) {
+  auto params = model->parameters();
+  test::zero_grads(params);
+  model->train();
+  torch::manual_seed(9);
+  auto acc = strategy.accumulate(model, loss, batch, StepContext{0, 4});
+  strategy.finish_step(true);
+  return {acc.loss, test::grads_of(params)};
+}
+
 // The Matryoshka sum written out densely: rows [q; Mq] against columns [p; Mp; h; Mh],
 // each prefix cut and renormalised, cross-entropy with row i's positive at its own column.
 struct DenseMatryoshka {
@@ -151,18 +164,9 @@ TEST_CASE("Matryoshka with GradCache equals FullBatch, and with ContAccum equals
     wide.dims = {32, 16, 8};  // the tiny BERT's width is 32
     DenseMatryoshka wide_dense = dense;
     wide_dense.dims = wide.dims;
-    auto run = [&](auto strategy, const auto& l) {
-      auto params = model->parameters();
-      test::zero_grads(params);
-      model->train();
-      torch::manual_seed(9);
-      auto acc = strategy.accumulate(model, l, batch, StepContext{0, 4});
-      strategy.finish_step(true);
-      return std::pair{acc.loss, test::grads_of(params)};
-    };
-    const auto [l_full, g_full] = run(FullBatch<>({.encode_chunk = 4}), wide);
-    const auto [l_cache, g_cache] = run(GradCache<>(), wide);
-    const auto [l_dense, g_dense] = run(FullBatch<>({.encode_chunk = 4}), wide_dense);
+    const auto [l_full, g_full] = step_grads(FullBatch<>({.encode_chunk = 4}), model, wide, batch);
+    const auto [l_cache, g_cache] = step_grads(GradCache<>(), model, wide, batch);
+    const auto [l_dense, g_dense] = step_grads(FullBatch<>({.encode_chunk = 4}), model, wide_dense, batch);
     CHECK(l_cache == Approx(l_full).epsilon(1e-12));
     CHECK(l_dense == Approx(l_full).epsilon(1e-12));
     CHECK(test::relative_error(g_cache, g_full) <= 1e-10);
@@ -347,17 +351,8 @@ TEST_CASE("AnglE's n-tuple form trains under GradCache exactly as under FullBatc
   auto data = test::tiny_data(/*m=*/1);
   const auto batch = data.next(10);
   const AnglE loss;
-  auto run = [&](auto strategy) {
-    auto params = model->parameters();
-    test::zero_grads(params);
-    model->train();
-    torch::manual_seed(9);
-    auto acc = strategy.accumulate(model, loss, batch, StepContext{0, 4});
-    strategy.finish_step(true);
-    return std::pair{acc.loss, test::grads_of(params)};
-  };
-  const auto [l_full, g_full] = run(FullBatch<>({.encode_chunk = 4}));
-  const auto [l_cache, g_cache] = run(GradCache<>());
+  const auto [l_full, g_full] = step_grads(FullBatch<>({.encode_chunk = 4}), model, loss, batch);
+  const auto [l_cache, g_cache] = step_grads(GradCache<>(), model, loss, batch);
   CHECK(l_cache == Approx(l_full).epsilon(1e-12));
   CHECK(test::relative_error(g_cache, g_full) <= 1e-10);
   CHECK_THROWS_WITH(loss(LossInputs{.queries = torch::randn({3, 4}), .positives = torch::randn({3, 4}),
