@@ -1,12 +1,13 @@
 // Text-side throughput of contaccum on one CPU, for the side-by-side comparison with the
 // Python references that scripts/bench.sh --text runs (benchmarks/text_reference.py):
-//   - tokenizers: lines/s and tokens/s, one thread, WordPiece (all-MiniLM-L6-v2) and
-//     byte-level BPE (a tokenizer.json trained by HF tokenizers on the same text);
+//   - tokenizers: lines/s and tokens/s, one thread, WordPiece (all-MiniLM-L6-v2),
+//     byte-level BPE (a tokenizer.json trained by HF tokenizers on the same text) and
+//     Unigram (a SentencePiece model trained on the same text, converted as XLM-R's);
 //   - embedding: sentences/s of embed_texts (our tokenizer + BERT + mean pooling +
 //     normalisation) with all-MiniLM-L6-v2, batch 32, max 256 tokens, like
 //     sentence-transformers' encode().
 // Prints one JSON object.
-//   bench_text LINES MODEL_DIR BPE_JSON ENCODE_N ROUNDS THREADS
+//   bench_text LINES MODEL_DIR BPE_JSON ENCODE_N ROUNDS THREADS [UNIGRAM_JSON]
 #include <contaccum/checkpoint/load_bert.hpp>
 #include <contaccum/encoders/embed.hpp>
 #include <contaccum/pooling/mean.hpp>
@@ -46,8 +47,8 @@ nlohmann::json time_tokenizer(const T& tok, const std::vector<std::string>& line
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7) {
-    std::cerr << "usage: bench_text LINES MODEL_DIR BPE_JSON ENCODE_N ROUNDS THREADS\n";
+  if (argc != 7 && argc != 8) {
+    std::cerr << "usage: bench_text LINES MODEL_DIR BPE_JSON ENCODE_N ROUNDS THREADS [UNIGRAM_JSON]\n";
     return 2;
   }
   const std::string lines_path = argv[1], model_dir = argv[2], bpe_path = argv[3];
@@ -63,6 +64,10 @@ int main(int argc, char** argv) {
   out["wordpiece"] = time_tokenizer(wp, lines, rounds);
   const auto bpe = contaccum::tokenizers::ByteLevelBpe::from_tokenizer_json(bpe_path);
   out["bpe"] = time_tokenizer(bpe, lines, rounds);
+  if (argc == 8) {
+    const auto unigram = contaccum::tokenizers::Unigram::from_tokenizer_json(argv[7]);
+    out["unigram"] = time_tokenizer(unigram, lines, rounds);
+  }
 
   torch::set_num_threads(threads);
   auto bert = contaccum::load_bert(model_dir);

@@ -1,6 +1,6 @@
 """The Python side of the text benchmark (benchmarks/text.cpp is the C++ side).
 
-  text_reference.py LINES MODEL_DIR BPE_JSON ENCODE_N ROUNDS THREADS
+  text_reference.py LINES MODEL_DIR BPE_JSON ENCODE_N ROUNDS THREADS [UNIGRAM_JSON]
 
 HF tokenizers (Rust) on one thread: encode_batch, and encode_batch_fast (no offsets) where
 the installed version has it; sentence-transformers encode() of the first ENCODE_N lines
@@ -51,6 +51,8 @@ def main():
         "wordpiece": time_tokenizer(os.path.join(model_dir, "tokenizer.json"), lines, rounds),
         "bpe": time_tokenizer(bpe_path, lines, rounds),
     }
+    if len(sys.argv) > 7:
+        out["unigram"] = time_tokenizer(sys.argv[7], lines, rounds)
     torch.set_num_threads(threads)
     from sentence_transformers import SentenceTransformer
     model = SentenceTransformer(model_dir, device="cpu")

@@ -24,6 +24,10 @@ def main():
          lambda r: r["bpe"]["lines_per_s"], lambda r: r["bpe"]["lines_per_s"]),
         ("Byte-level BPE tokenizer, lines/s", "HF tokenizers encode_batch_fast (no offsets), 1 thread",
          lambda r: r["bpe"]["lines_per_s"], lambda r: r["bpe"].get("fast_lines_per_s")),
+        ("Unigram tokenizer (SentencePiece, XLM-R's pipeline), lines/s", "HF tokenizers encode_batch, 1 thread",
+         lambda r: r["unigram"]["lines_per_s"], lambda r: r.get("unigram", {}).get("lines_per_s")),
+        ("Unigram tokenizer, lines/s", "HF tokenizers encode_batch_fast (no offsets), 1 thread",
+         lambda r: r["unigram"]["lines_per_s"], lambda r: r.get("unigram", {}).get("fast_lines_per_s")),
         ("Embedding all-MiniLM-L6-v2, sentences/s", "sentence-transformers encode()",
          lambda r: r["encode"]["sentences_per_s"], lambda r: r["encode"]["sentences_per_s"]),
     ]
@@ -53,7 +57,8 @@ def main():
         med_theirs = statistics.median(f_theirs(b) for b in theirs)
         lines.append(f"| {name} | {ref_name} | {med_ours:,.0f} | {med_theirs:,.0f} | "
                      f"**{statistics.median(ratios):.2f}x** | {min(ratios):.2f}-{max(ratios):.2f} |")
-        short = ("WordPiece" if "WordPiece" in name else "BPE" if "BPE" in name else "embedding") + " vs " + \
+        short = ("WordPiece" if "WordPiece" in name else "BPE" if "BPE" in name else
+                 "Unigram" if "Unigram" in name else "embedding") + " vs " + \
             ("ST encode()" if "sentence" in ref_name else ref_name.split(" ")[2].rstrip(","))
         dat.append((short, statistics.median(ratios)))
     lines += ["", "![throughput ratios](img/text_throughput.png)", ""]

@@ -22,7 +22,8 @@ if [ "${1:-}" = "--text" ]; then
   rm -rf "$run" && mkdir -p "$run" docs/img
   "$py" tests/reference/tokenizer_reference.py lines data/debian/Translation-en "$run/lines.txt" 12000
   "$py" tests/reference/tokenizer_reference.py train-bpe "$run/lines.txt" "$run/bpe"
-  args=("$run/lines.txt" models/all-MiniLM-L6-v2 "$run/bpe/tokenizer.json" 1000 3 2)
+  "$py" tests/reference/tokenizer_reference.py train-unigram "$run/lines.txt" "$run/unigram"
+  args=("$run/lines.txt" models/all-MiniLM-L6-v2 "$run/bpe/tokenizer.json" 1000 3 2 "$run/unigram/tokenizer.json")
   for i in 1 2 3; do
     echo "[bench] text run $i/3: contaccum"
     ./build/benchmarks/bench_text "${args[@]}" >> "$run/ours.jsonl"

@@ -26,12 +26,14 @@
 #endif
 #include <contaccum/encoders/bert.hpp>
 #include <contaccum/encoders/gpt_neox.hpp>
+#include <contaccum/encoders/llama.hpp>
 #include <contaccum/encoders/dual_encoder.hpp>
 #include <contaccum/checkpoint/safetensors.hpp>
 #include <contaccum/checkpoint/hf_config.hpp>
 #include <contaccum/checkpoint/load_bert.hpp>
 #include <contaccum/checkpoint/gpt_neox_config.hpp>
 #include <contaccum/checkpoint/load_gpt_neox.hpp>
+#include <contaccum/checkpoint/load_llama.hpp>
 #include <contaccum/tokenizers/tokenizers.hpp>
 #include <contaccum/data/loader.hpp>
 #include <contaccum/data/shard.hpp>

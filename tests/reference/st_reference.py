@@ -2,6 +2,8 @@
 
   encode MODEL_DIR LINES OUT    SentenceTransformer(MODEL_DIR).encode() of every line (JSON rows)
   hf MODEL_DIR LINES OUT        transformers AutoModel + the folder's pooling, as a second check
+  loading MODEL_DIR - OUT       what AutoModel.from_pretrained reports: the class, and the
+                                weights it had to initialise (missing) or left unused
 """
 import json
 import sys
@@ -17,6 +19,13 @@ def read_lines(path):
 def main():
     cmd, model_dir, lines_path, out = sys.argv[1:5]
     torch.manual_seed(0)
+    if cmd == "loading":
+        from transformers import AutoModel
+        model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True)
+        with open(out, "w") as f:
+            json.dump({"class": type(model).__name__, "missing_keys": sorted(info["missing_keys"]),
+                       "unexpected_keys": sorted(info["unexpected_keys"])}, f)
+        return
     lines = read_lines(lines_path)
     if cmd == "encode":
         from sentence_transformers import SentenceTransformer

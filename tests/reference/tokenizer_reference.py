@@ -3,6 +3,15 @@
   lines  TRANSLATION OUT N      N real English lines from apt's package descriptions
   train-bpe LINES OUT_DIR       a byte-level BPE tokenizer.json trained on those lines
                                 (GPT-NeoX's pipeline: NFC, ByteLevel without prefix space)
+  train-unigram LINES OUT_DIR [VOCAB]
+                                a SentencePiece Unigram model trained by sentencepiece on those
+                                lines (nmt_nfkc rules, as XLM-R's) and converted to tokenizer.json
+                                by transformers' XLMRobertaConverter: Precompiled + Strip +
+                                Replace normalisers, Metaspace, <s> $A </s>, <mask> with lstrip
+  train-unigram-hf LINES OUT_DIR
+                                a Unigram tokenizer.json trained by the tokenizers library itself:
+                                NFKC + Replace(regex) + Strip, [WhitespaceSplit, Metaspace],
+                                <s> $A </s>
   encode TOKENIZER LINES OUT [MAX_LENGTH]
                                 ids of every line, specials included, as JSON
                                 (TOKENIZER: a tokenizer.json, or a vocab.txt for BertWordPiece)
@@ -16,7 +25,8 @@ import time
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, decoders, models, trainers  # noqa: E402
+from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers,  # noqa: E402
+                        processors, trainers)
 from tokenizers.implementations import BertWordPieceTokenizer  # noqa: E402
 
 
@@ -82,6 +92,41 @@ def main():
         tok.add_tokens([AddedToken("<mask>", lstrip=True, normalized=False),
                         AddedToken("Debian", single_word=True, normalized=True),
                         AddedToken("[sep]", rstrip=True, normalized=False)])
+        os.makedirs(sys.argv[3], exist_ok=True)
+        tok.save(os.path.join(sys.argv[3], "tokenizer.json"))
+    elif cmd == "train-unigram":
+        import types
+        import sentencepiece as spm
+        from transformers.convert_slow_tokenizer import XLMRobertaConverter
+        os.makedirs(sys.argv[3], exist_ok=True)
+        prefix = os.path.join(sys.argv[3], "spm")
+        # sentencepiece's defaults are XLM-R's: <unk> 0, <s> 1, </s> 2, nmt_nfkc, a dummy prefix.
+        spm.SentencePieceTrainer.train(input=sys.argv[2], model_prefix=prefix, vocab_size=int(sys.argv[4]) if len(sys.argv) > 4 else 4000,
+                                       model_type="unigram", character_coverage=0.9995, num_threads=1,
+                                       minloglevel=2)
+        # The converter reads the model file and two ids from the tokenizer it converts;
+        # fairseq's order puts <s> <pad> </s> <unk> first, <mask> last.
+        fairseq = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+        slow = types.SimpleNamespace(vocab_file=prefix + ".model", add_prefix_space=True, legacy=True,
+                                     handle_byte_fallback=False, convert_tokens_to_ids=fairseq.__getitem__)
+        tok = XLMRobertaConverter(slow).converted()
+        tok.add_special_tokens([AddedToken("<pad>", special=True, normalized=False),
+                                AddedToken("<unk>", special=True, normalized=False),
+                                AddedToken("<mask>", lstrip=True, special=True, normalized=False)])
+        tok.save(os.path.join(sys.argv[3], "tokenizer.json"))
+    elif cmd == "train-unigram-hf":
+        with open(sys.argv[2], encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " "),
+                                               normalizers.Strip(left=False, right=True)])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()])
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=3000, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                          unk_token="<unk>", show_progress=False)
+        tok.train_from_iterator(lines, trainer=trainer)
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
+                                                           special_tokens=[("<s>", 0), ("</s>", 2)])
         os.makedirs(sys.argv[3], exist_ok=True)
         tok.save(os.path.join(sys.argv[3], "tokenizer.json"))
     elif cmd == "encode":

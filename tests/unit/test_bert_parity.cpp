@@ -216,3 +216,107 @@ TEST_CASE("config.json: unknown model types and unsupported settings are rejecte
     CHECK(same_config(load_bert_config(config), cfg));
   }
 }
+
+// RoBERTa and XLM-RoBERTa: the same body with RoBERTa's position ids
+// (tests/reference/roberta_reference.py).
+namespace {
+
+const json& roberta_cases() { return test::reference_cases("roberta_reference.py", scratch_dir() / "roberta"); }
+
+}  // namespace
+
+TEST_CASE("RoBERTa and XLM-RoBERTa checkpoints give transformers' hidden states", "[checkpoint][python]") {
+  const auto& cases = roberta_cases();
+  REQUIRE(cases.size() == 3);
+  for (const auto& [name, c] : cases.items()) {
+    INFO(name << " (" << c["class"].get<std::string>() << ")");
+    auto model = load_bert(c["dir"].get<std::string>());
+    CHECK(model->config().model_type == (name.starts_with("xlmr") ? "xlm-roberta" : "roberta"));
+    CHECK(model->config().pad_token_id == 1);
+    const auto b = batch_of(c);
+    const auto ours = run_bert(model, b);
+    const auto theirs = hidden_of(c);
+    REQUIRE(ours.sizes() == theirs.sizes());
+    CHECK(max_error_on_real_tokens(ours, theirs, b.mask) <= 1e-5);
+    // Negative control: BERT's positions (0, 1, ...) on the same weights are measurably off.
+    auto cfg = model->config();
+    cfg.model_type = "bert";
+    Bert as_bert(cfg);
+    {
+      torch::NoGradGuard no_grad;
+      const auto want = model->named_parameters();
+      for (auto& p : as_bert->named_parameters()) p.value().copy_(want[p.key()]);
+    }
+    as_bert->eval();
+    CHECK(max_error_on_real_tokens(run_bert(as_bert, b), theirs, b.mask) > 1e-2);
+  }
+  // The longest row uses the last position there is; one token more does not fit.
+  const auto& c = cases["roberta_h32_l2"];
+  auto model = load_bert(c["dir"].get<std::string>());
+  CHECK(model->config().max_position_embeddings == 18);
+  const auto too_long = torch::full({1, 17}, 5, torch::kLong);
+  CHECK_THROWS_WITH(model(too_long, torch::ones_like(too_long)),
+                    Catch::Contains("sequence length 17 exceeds max_position_embeddings 18") &&
+                        Catch::Contains("2 positions RoBERTa reserves"));
+}
+
+TEST_CASE("save_bert writes RoBERTa-family folders that transformers' AutoModel loads whole", "[checkpoint][python]") {
+  for (const char* name : {"roberta_h32_l2", "xlmr_mlm_h32_l3"}) {
+    INFO(name);
+    const auto& c = roberta_cases()[name];
+    auto model = load_bert(c["dir"].get<std::string>());  // the MLM case: body under "roberta.", lm_head left
+    const auto out = scratch_dir() / (std::string("saved_") + name);
+    fs::remove_all(out);
+    save_bert(model, out);
+    const auto written = json::parse(std::ifstream(out / "config.json"));
+    CHECK(written["model_type"] == model->config().model_type);
+    CHECK(written["pad_token_id"] == 1);
+
+    const auto b = batch_of(c);
+    json spec = {{"batch", b.ids.size(0)}, {"length", b.ids.size(1)}, {"ids", c["ids"]}, {"mask", c["mask"]},
+                 {"types", c["types"]}};
+    const auto in = scratch_dir() / "roberta.in.json", result = scratch_dir() / "roberta.out.json";
+    std::ofstream(in, std::ios::trunc) << spec.dump();
+    REQUIRE(test::run_python_reference("roberta_reference.py",
+                                       "run " + out.string() + " " + in.string() + " " + result.string()));
+    const auto ref = json::parse(std::ifstream(result));
+    CHECK(ref["class"] == (model->config().model_type == "roberta" ? "RobertaModel" : "XLMRobertaModel"));
+    CHECK(max_error_on_real_tokens(run_bert(model, b), hidden_of(ref), b.mask) <= 1e-5);
+    // Nothing newly initialised (the pooler is written) and nothing left over.
+    CHECK(ref["missing_keys"].empty());
+    CHECK(ref["unexpected_keys"].empty());
+    auto again = load_bert(out);
+    CHECK(same_config(again->config(), model->config()));
+  }
+}
+
+TEST_CASE("RoBERTa-family configs: families, architectures and the padding id are checked", "[checkpoint]") {
+  const auto dir = scratch_dir() / "roberta_configs";
+  const auto config = dir / "config.json";
+  SECTION("an XLM-R config without pad_token_id takes RoBERTa's 1") {
+    write_config(dir, {{"model_type", "xlm-roberta"}, {"hidden_size", 32}, {"num_attention_heads", 4},
+                       {"vocab_size", 50}, {"max_position_embeddings", 34}});
+    const auto cfg = load_bert_config(config);
+    CHECK(cfg.model_type == "xlm-roberta");
+    CHECK(cfg.pad_token_id == 1);
+    CHECK(bert_architecture(cfg) == "XLMRobertaModel");
+  }
+  SECTION("an architecture of another family") {
+    write_config(dir, {{"model_type", "roberta"}, {"architectures", json::array({"XLMRobertaModel"})}});
+    CHECK_THROWS_WITH(load_bert_config(config),
+                      Catch::Contains("architecture \"XLMRobertaModel\" is not a roberta architecture"));
+  }
+  SECTION("a padding id outside the vocabulary") {
+    write_config(dir, {{"model_type", "roberta"}, {"vocab_size", 50}, {"pad_token_id", 50}});
+    CHECK_THROWS_WITH(load_bert_config(config), Catch::Contains("pad_token_id 50 is outside the vocabulary"));
+  }
+  SECTION("no position left after the padding id") {
+    write_config(dir, {{"model_type", "roberta"}, {"max_position_embeddings", 2}});
+    CHECK_THROWS_WITH(load_bert_config(config), Catch::Contains("max_position_embeddings 2 leaves no position"));
+  }
+  SECTION("a BertConfig of an unknown family") {
+    BertConfig cfg;
+    cfg.model_type = "deberta";
+    CHECK_THROWS_WITH(Bert(cfg), Catch::Contains("model_type \"deberta\" is not supported"));
+  }
+}

@@ -70,6 +70,14 @@ torch::Tensor reference(const std::string& cmd, const fs::path& model_dir) {
   return t;
 }
 
+// What transformers' AutoModel.from_pretrained reports for a folder: {class, missing_keys,
+// unexpected_keys}.
+json loading_info(const fs::path& model_dir) {
+  const auto out = scratch() / ("loading_" + model_dir.filename().string() + ".json");
+  REQUIRE(test::run_python_reference("st_reference.py", "loading " + model_dir.string() + " - " + out.string()));
+  return json::parse(std::ifstream(out));
+}
+
 }  // namespace
 
 TEST_CASE("all-MiniLM-L6-v2: our embeddings equal sentence-transformers' encode()", "[sentence_transformers][python]") {
@@ -130,6 +138,44 @@ TEST_CASE("save_sentence_transformer: the folder loads in sentence-transformers 
   // ...and it is not the original model.
   const auto original = reference("encode", minilm_dir);
   CHECK((original - theirs).abs().max().item<double>() > 1e-3);
+  // Loading initialises nothing anew (the pooler is written) and leaves nothing unused.
+  const auto info = loading_info(dir);
+  CHECK(info["class"] == "BertModel");
+  CHECK(info["missing_keys"].empty());
+  CHECK(info["unexpected_keys"].empty());
+}
+
+TEST_CASE("An XLM-RoBERTa export with a Unigram tokenizer loads in sentence-transformers with our embeddings",
+          "[sentence_transformers][python]") {
+  // The tokenizer: a SentencePiece model trained on package descriptions, converted as
+  // XLM-R's is; the model: a small random XLM-R of that vocabulary.
+  const auto translation = project_dir / "data" / "debian" / "Translation-en";
+  const auto lines = scratch() / "unigram_lines.txt", tok_dir = scratch() / "unigram";
+  REQUIRE(test::run_python_reference("tokenizer_reference.py", "lines " + translation.string() + " " + lines.string() + " 3000"));
+  REQUIRE(test::run_python_reference("tokenizer_reference.py", "train-unigram " + lines.string() + " " + tok_dir.string() + " 1000"));
+  const auto tok = tokenizers::load_tokenizer(tok_dir);
+  REQUIRE(std::holds_alternative<tokenizers::Unigram>(tok.get()));
+  torch::manual_seed(5);
+  Bert model(BertConfig{.vocab_size = static_cast<int64_t>(tok.vocab_size()), .hidden_size = 32, .num_hidden_layers = 2,
+                        .num_attention_heads = 4, .intermediate_size = 64, .max_position_embeddings = 258,
+                        .type_vocab_size = 1, .layer_norm_eps = 1e-5, .model_type = "xlm-roberta", .pad_token_id = 1});
+  model->eval();
+  REQUIRE(tok.pad_id() == 1);
+
+  const auto dir = scratch() / "exported_xlmr";
+  fs::remove_all(dir);
+  save_sentence_transformer<Reader>(model, tok_dir, dir);
+  const auto ours = embed_texts(model, Reader{}, tok, sentences(), {.max_length = 256});
+  const auto theirs = reference("encode", dir);
+  REQUIRE(theirs.sizes() == ours.sizes());
+  const double err = (ours.to(torch::kDouble) - theirs).abs().max().item<double>();
+  INFO("max abs error, XLM-R export in sentence-transformers: " << err);
+  CHECK(err <= 1e-5);
+  CHECK((theirs[0] - theirs[1]).abs().max().item<double>() > 1e-3);
+  const auto info = loading_info(dir);
+  CHECK(info["class"] == "XLMRobertaModel");
+  CHECK(info["missing_keys"].empty());
+  CHECK(info["unexpected_keys"].empty());
 }
 
 TEST_CASE("sentence-transformers folders that do not fit give named errors", "[sentence_transformers][errors]") {

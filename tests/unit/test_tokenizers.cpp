@@ -3,7 +3,10 @@
 // hand-written edge cases in tests/fixtures/tokenizer_edge_cases.txt. WordPiece uses
 // all-MiniLM-L6-v2's files (models/, also from setup); the byte-level BPE tokenizer.json is
 // trained by the tokenizers library on the same lines (no GPT-NeoX tokenizer is packaged
-// offline), with NFC and added tokens that exercise lstrip / rstrip / single_word.
+// offline), with NFC and added tokens that exercise lstrip / rstrip / single_word; the
+// Unigram tokenizer.json is a SentencePiece model trained by sentencepiece on the same
+// lines and converted as XLM-R's (Precompiled rules, Metaspace), plus one that the
+// tokenizers library trains itself (NFKC, Replace, WhitespaceSplit + Metaspace).
 #include <torch/torch.h>  // before Catch, whose CHECK must win over c10's
 #include <catch2/catch.hpp>
 
@@ -62,6 +65,16 @@ const fs::path& bpe_json() {
     (void)text_file();  // trains on the lines it writes
     const auto dir = scratch() / "bpe";
     reference("train-bpe " + (scratch() / "lines.txt").string() + " " + dir.string());
+    return dir / "tokenizer.json";
+  }();
+  return path;
+}
+
+const fs::path& unigram_json() {
+  static const fs::path path = [] {
+    (void)text_file();
+    const auto dir = scratch() / "unigram";
+    reference("train-unigram " + (scratch() / "lines.txt").string() + " " + dir.string());
     return dir / "tokenizer.json";
   }();
   return path;
@@ -144,12 +157,82 @@ TEST_CASE("Byte-level BPE gives HF tokenizers' ids on 10k+ real lines, added tok
   }
 }
 
+TEST_CASE("Unigram (SentencePiece, XLM-R's pipeline) gives HF tokenizers' ids on 10k+ real lines",
+          "[tokenizer][python]") {
+  const auto tok = Unigram::from_tokenizer_json(unigram_json());
+  // XLM-R's layout: fairseq's four specials first, <mask> last; padding by <pad>.
+  CHECK(tok.vocab_size() == 4002);
+  CHECK(tok.id_to_token(0) == "<s>");
+  CHECK(tok.pad_id() == 1);
+  CHECK(tok.id_to_token(4001) == "<mask>");
+  require_same_ids(tok, unigram_json());
+  SECTION("truncated to 16 ids") { require_same_ids(tok, unigram_json(), 16); }
+  SECTION("the rules normalise and the pieces split as SentencePiece's do") {
+    // NFKC folds the ligature and the full-width letters, the circled digit becomes 1;
+    // runs of spaces become one ▁; text no piece covers is one <unk>.
+    CHECK(tok.tokenize("ﬁle") == tok.tokenize("file"));
+    CHECK(tok.tokenize("\xEF\xBC\xA4\xEF\xBD\x85\xEF\xBD\x82") == tok.tokenize("Deb"));  // full-width "Deb"
+    CHECK(tok.tokenize("a   b") == tok.tokenize("a b"));
+    const auto unknown = tok.encode("\xEA\xB0\x80\xEA\xB0\x81\xEA\xB0\x82", {.add_special_tokens = false});
+    CHECK(std::count(unknown.begin(), unknown.end(), 3) == 1);
+    CHECK(tok.encode("x", {}).front() == 0);
+    CHECK(tok.encode("x", {}).back() == 2);
+  }
+}
+
+TEST_CASE("Unigram trained by HF tokenizers (NFKC, Replace, WhitespaceSplit + Metaspace) gives its ids",
+          "[tokenizer][python]") {
+  (void)text_file();
+  const auto dir = scratch() / "unigram_hf";
+  reference("train-unigram-hf " + (scratch() / "lines.txt").string() + " " + dir.string());
+  const auto tok = Unigram::from_tokenizer_json(dir / "tokenizer.json");
+  CHECK(tok.vocab_size() <= 3000);
+  CHECK(tok.vocab_size() > 2500);
+  require_same_ids(tok, dir / "tokenizer.json");
+}
+
+TEST_CASE("Unigram tokenizer.json that is wrong gives errors naming the field", "[tokenizer][errors][python]") {
+  const auto good = json::parse(std::ifstream(unigram_json()));
+  auto write = [&](const std::function<void(json&)>& edit) {
+    auto j = good;
+    edit(j);
+    const auto path = scratch() / "bad_unigram.json";
+    std::ofstream(path, std::ios::trunc) << j.dump();
+    return path;
+  };
+  require_message([&] { (void)Unigram::from_tokenizer_json(write([](json& j) { j["model"]["unk_id"] = 99999; })); },
+                  "model.unk_id 99999 is not an index of model.vocab (4002 pieces)");
+  require_message([&] { (void)Unigram::from_tokenizer_json(write([](json& j) { j["model"]["vocab"][7] = json::array({"x"}); })); },
+                  "model.vocab[7] must be [piece, score]");
+  require_message([&] {
+    (void)Unigram::from_tokenizer_json(write([](json& j) { j["pre_tokenizer"]["prepend_scheme"] = "sometimes"; }));
+  }, "Metaspace.prepend_scheme 'sometimes' is not supported");
+  require_message([&] {
+    (void)Unigram::from_tokenizer_json(write([](json& j) {
+      j["normalizer"]["normalizers"][0]["precompiled_charsmap"] = "AAAA!!";
+    }));
+  }, "precompiled_charsmap: not base64");
+  require_message([&] {
+    (void)Unigram::from_tokenizer_json(write([](json& j) {
+      j["normalizer"]["normalizers"][0]["precompiled_charsmap"] = "/////w==";  // a trie larger than the blob
+    }));
+  }, "trie size 4294967295 does not fit its 4 bytes");
+  require_message([&] { (void)Unigram::from_tokenizer_json(write([](json& j) { j["normalizer"]["type"] = "Nmt"; })); },
+                  "normalizer.type 'Nmt' is not supported");
+  // Without an unk_id, text no piece covers is an error rather than a dropped character.
+  const auto no_unk = Unigram::from_tokenizer_json(write([](json& j) { j["model"]["unk_id"] = nullptr; }));
+  require_message([&] { (void)no_unk.encode("\xEA\xB0\x80"); }, "no piece covers");
+}
+
 TEST_CASE("load_tokenizer picks the model from the directory", "[tokenizer][python]") {
   const auto wp = load_tokenizer(minilm_dir);
   CHECK(wp.is_wordpiece());
   CHECK(wp.encode("Hello world") == std::vector<int64_t>{101, 7592, 2088, 102});
   const auto bpe = load_tokenizer(bpe_json().parent_path());
   CHECK_FALSE(bpe.is_wordpiece());
+  const auto unigram = load_tokenizer(unigram_json().parent_path());
+  CHECK(std::holds_alternative<Unigram>(unigram.get()));
+  CHECK(unigram.encode("Hello world") == Unigram::from_tokenizer_json(unigram_json()).encode("Hello world"));
   const auto only_vocab = scratch() / "only_vocab";
   fs::create_directories(only_vocab);
   fs::copy_file(minilm_dir / "vocab.txt", only_vocab / "vocab.txt", fs::copy_options::overwrite_existing);

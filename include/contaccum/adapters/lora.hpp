@@ -14,8 +14,9 @@
 /// Layers are chosen by `target_modules`, a regular expression that must match a module
 /// path or one of its dotted suffixes: "query|value" (BERT, PEFT's default there),
 /// "query_key_value|dense|dense_h_to_4h|dense_4h_to_h" (the four GPT-NeoX linears of the
-/// compute-optimal recipe). The default selects every linear layer of the Transformer
-/// blocks of Bert and GptNeox (not GptNeox's LM head embed_out).
+/// compute-optimal recipe), "q_proj|v_proj" (Llama / Qwen2, PEFT's default there). The
+/// default selects every linear layer of the Transformer blocks of Bert, GptNeox and Llama
+/// (not GptNeox's LM head embed_out).
 /// When to use: the compute-optimal recipe (Ziarko et al. 2024, arXiv 2406.04165) finds
 /// LoRA the best method at large compute budgets and rank barely mattering (~128 a good
 /// default at Pythia scale); it also keeps the trained state small.
@@ -25,6 +26,7 @@
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/bert.hpp>
 #include <contaccum/encoders/gpt_neox.hpp>
+#include <contaccum/encoders/llama.hpp>
 #include <contaccum/encoders/linear.hpp>
 
 #include <torch/torch.h>
@@ -155,7 +157,7 @@ struct LoraLayer {
 
 /// \brief Whether encoder E builds the linear layers LoRA targets as AdaptableLinear (the
 ///        layer with a branch slot; a plain torch::nn::Linear cannot take a branch). True
-///        for Bert and GptNeox (holders and modules); a user encoder built from
+///        for Bert, GptNeox and Llama (holders and modules); a user encoder built from
 ///        AdaptableLinear opts in with
 ///        `template <> inline constexpr bool contaccum::has_adaptable_linears<MyEncoder> = true;`
 ///        (next to MyEncoder, before any use).
@@ -169,6 +171,10 @@ template <>
 inline constexpr bool has_adaptable_linears<GptNeox> = true;
 template <>
 inline constexpr bool has_adaptable_linears<GptNeoxImpl> = true;
+template <>
+inline constexpr bool has_adaptable_linears<Llama> = true;
+template <>
+inline constexpr bool has_adaptable_linears<LlamaImpl> = true;
 
 namespace detail {
 template <class M>
@@ -202,7 +208,9 @@ struct LoRA {
   int64_t rank = 8;        ///< r
   double alpha = 8.0;      ///< lora_alpha; the update is scaled by alpha / r
   double dropout = 0.0;    ///< lora_dropout, on the branch input
-  std::string target_modules = "query|key|value|dense|query_key_value|dense_h_to_4h|dense_4h_to_h";
+  std::string target_modules =
+      "query|key|value|dense|query_key_value|dense_h_to_4h|dense_4h_to_h|q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|"
+      "down_proj";
 
   /// \brief Freezes every parameter of `model`, then installs a fresh branch (trainable A
   ///        and B) in each matching layer. Throws invalid_input for a bad setting, a

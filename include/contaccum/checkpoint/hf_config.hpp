@@ -22,9 +22,6 @@
 namespace contaccum {
 namespace detail {
 
-/// \brief model_type values whose checkpoints are BertModel's architecture and names.
-inline constexpr std::array<std::string_view, 1> bert_model_types{"bert"};
-
 // config.json field `key`, when present, into `out`; `where` names the file for errors.
 inline void read_config_field(const nlohmann::json& j, const char* key, int64_t& out, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return;
@@ -57,17 +54,24 @@ inline void require_config_string(const nlohmann::json& j, const char* key, std:
                                                       const std::string& where = "config.json") {
   using detail::require;
   require(j.is_object(), where, ": not a JSON object");
+  BertConfig c;
   if (j.contains("model_type")) {
     const auto& t = j["model_type"];
     const auto type = t.is_string() ? t.get<std::string>() : std::string();
-    const bool known = std::ranges::find(detail::bert_model_types, std::string_view(type)) !=
-                       detail::bert_model_types.end();
-    require(known, where, ": model_type ", t.dump(), " is not supported (contaccum's Bert loads model_type \"bert\")");
+    const bool known = std::ranges::any_of(bert_family, [&](const auto& f) { return f.first == type; });
+    require(known, where, ": model_type ", t.dump(),
+            " is not supported (contaccum's Bert loads model_type \"bert\", \"roberta\" and \"xlm-roberta\")");
+    c.model_type = type;
+    if (uses_roberta_positions(c)) c.pad_token_id = 1;  // RobertaConfig's default
   }
+  // The architecture prefix of the family (Bert..., Roberta..., XLMRoberta...).
+  const auto model_name = bert_architecture(c);
+  const auto family = model_name.substr(0, model_name.size() - 5);  // less "Model"
   if (j.contains("architectures") && j["architectures"].is_array()) {
     for (const auto& a : j["architectures"]) {
-      require(a.is_string() && a.get<std::string>().starts_with("Bert"), where, ": architecture ", a.dump(),
-              " is not a BERT architecture (BertModel, BertForMaskedLM, ...)");
+      const bool fits = a.is_string() && a.get<std::string>().starts_with(family);
+      require(fits, where, ": architecture ", a.dump(), " is not a ", c.model_type, " architecture (", family,
+              "Model, ", family, "ForMaskedLM, ...)");
     }
   }
   detail::require_config_string(j, "hidden_act", "gelu", where);
@@ -77,7 +81,6 @@ inline void require_config_string(const nlohmann::json& j, const char* key, std:
             " = true is not supported (contaccum's Bert is an encoder)");
   }
 
-  BertConfig c;
   detail::read_config_field(j, "vocab_size", c.vocab_size, where);
   detail::read_config_field(j, "hidden_size", c.hidden_size, where);
   detail::read_config_field(j, "num_hidden_layers", c.num_hidden_layers, where);
@@ -89,6 +92,7 @@ inline void require_config_string(const nlohmann::json& j, const char* key, std:
   detail::read_config_field(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, where);
   detail::read_config_field(j, "layer_norm_eps", c.layer_norm_eps, where);
   detail::read_config_field(j, "initializer_range", c.initializer_range, where);
+  detail::read_config_field(j, "pad_token_id", c.pad_token_id, where);
 
   detail::validate_bert_config(c, where);
   return c;
@@ -96,8 +100,8 @@ inline void require_config_string(const nlohmann::json& j, const char* key, std:
 
 /// \brief config.json contents for a BertConfig, as transformers' BertConfig writes them.
 [[nodiscard]] inline nlohmann::json bert_config_to_json(const BertConfig& c) {
-  return {{"architectures", nlohmann::json::array({"BertModel"})},
-          {"model_type", "bert"},
+  return {{"architectures", nlohmann::json::array({std::string(bert_architecture(c))})},
+          {"model_type", c.model_type},
           {"vocab_size", c.vocab_size},
           {"hidden_size", c.hidden_size},
           {"num_hidden_layers", c.num_hidden_layers},
@@ -111,7 +115,7 @@ inline void require_config_string(const nlohmann::json& j, const char* key, std:
           {"initializer_range", c.initializer_range},
           {"hidden_act", "gelu"},  // erf GELU, what BertIntermediate computes
           {"position_embedding_type", "absolute"},
-          {"pad_token_id", 0},
+          {"pad_token_id", c.pad_token_id},
           {"dtype", "float32"}};
 }
 

@@ -2,8 +2,9 @@
 /// \file
 /// \brief sentence-transformers directories: read the pooling set-up of a model
 ///        (modules.json, 1_Pooling/config.json, sentence_bert_config.json), check that it
-///        is the pooling reader the user compiled in, and export a trained BERT-family
-///        encoder so `SentenceTransformer(dir)` loads it with the same embeddings.
+///        is the pooling reader the user compiled in, and export a trained encoder (BERT,
+///        RoBERTa, XLM-R, GPT-NeoX, Llama, Qwen2) so `SentenceTransformer(dir)` loads it
+///        with the same embeddings.
 ///
 /// \code
 /// using Reader = contaccum::Normalized<contaccum::MeanPooling>;
@@ -13,6 +14,8 @@
 /// \endcode
 
 #include <contaccum/checkpoint/load_bert.hpp>
+#include <contaccum/checkpoint/load_gpt_neox.hpp>
+#include <contaccum/checkpoint/load_llama.hpp>
 #include <contaccum/detail/error.hpp>
 #include <contaccum/detail/json_file.hpp>
 #include <contaccum/pooling/cls.hpp>
@@ -27,6 +30,7 @@
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <concepts>
 #include <type_traits>
 
 namespace contaccum {
@@ -142,17 +146,31 @@ void require_pooling(const SentenceTransformerConfig& c, const std::string& wher
                   detail::st_pooling<P>::normalize ? " + Normalize" : "");
 }
 
-/// \brief Writes a sentence-transformers folder: the BERT checkpoint (save_bert), the
-///        tokenizer files copied from `tokenizer_dir`, modules.json, 1_Pooling/config.json
-///        for reader `P`, 2_Normalize when `P` normalises, sentence_bert_config.json.
-///        The classic layout is written, which sentence-transformers 2 to 6 all read.
-template <Pooler P>
-void save_sentence_transformer(const Bert& model, const std::filesystem::path& tokenizer_dir,
+namespace detail {
+inline void save_encoder_folder(const Bert& model, const std::filesystem::path& dir) { save_bert(model, dir); }
+inline void save_encoder_folder(const GptNeox& model, const std::filesystem::path& dir) { save_gpt_neox(model, dir); }
+inline void save_encoder_folder(const Llama& model, const std::filesystem::path& dir) { save_llama(model, dir); }
+}  // namespace detail
+
+/// \brief An encoder sentence-transformers can load from the folder its save_* writes.
+template <class E>
+concept SentenceTransformerEncoder = std::same_as<E, Bert> || std::same_as<E, GptNeox> || std::same_as<E, Llama>;
+
+/// \brief Writes a sentence-transformers folder: the encoder's checkpoint (save_bert,
+///        save_gpt_neox or save_llama), the tokenizer files copied from `tokenizer_dir`,
+///        modules.json, 1_Pooling/config.json for reader `P`, 2_Normalize when `P`
+///        normalises, sentence_bert_config.json. The classic layout is written, which
+///        sentence-transformers 2 to 6 all read. For a decoder read with LastTokenPooling,
+///        give the tokenizer a padding token (tokenizer_config.json's pad_token):
+///        sentence-transformers pads batches.
+template <Pooler P, SentenceTransformerEncoder E>
+void save_sentence_transformer(const E& model, const std::filesystem::path& tokenizer_dir,
                                const std::filesystem::path& dir, int64_t max_seq_length = 256) {
   namespace fs = std::filesystem;
-  save_bert(model, dir);
+  detail::save_encoder_folder(model, dir);
   bool copied = false;
-  for (const auto* name : {"tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"}) {
+  for (const auto* name : {"tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model",
+                            "tokenizer_config.json", "special_tokens_map.json"}) {
     if (fs::exists(tokenizer_dir / name)) {
       if (!fs::equivalent(tokenizer_dir, dir))  // a checked, atomic copy: a full disk names the file
         detail::write_file_atomically(dir / name, detail::read_file_bytes(tokenizer_dir / name));

@@ -3,7 +3,9 @@
 /// \brief A BERT encoder (post-LN Transformer, erf GELU) whose `named_parameters()` are
 ///        Hugging Face's names (embeddings.word_embeddings.weight, encoder.layer.0.
 ///        attention.self.query.weight, ...). Random-initialised as BERT is (normal 0.02);
-///        small configs make it the library's built-in test encoder.
+///        small configs make it the library's built-in test encoder. The same body with
+///        RoBERTa's position ids (model_type "roberta" or "xlm-roberta") is RoBERTa and
+///        XLM-RoBERTa, which differ from BERT in nothing else that an encoder computes.
 
 #include <contaccum/detail/error.hpp>
 #include <contaccum/encoders/detail/config_limits.hpp>
@@ -12,11 +14,14 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace contaccum {
 
@@ -33,7 +38,29 @@ struct BertConfig {
   double attention_probs_dropout_prob = 0.1;
   double layer_norm_eps = 1e-12;
   double initializer_range = 0.02;
+  /// "bert", or "roberta" / "xlm-roberta": the same architecture, with position ids counted
+  /// from pad_token_id + 1 over the non-padding ids (RoBERTa's scheme) instead of from 0.
+  std::string model_type = "bert";
+  /// The padding id; with RoBERTa's positions also the position every padding token gets.
+  int64_t pad_token_id = 0;
 };
+
+/// \brief The model_type values a BertConfig describes, with the architecture name
+///        transformers gives each family's bare encoder.
+inline constexpr std::array<std::pair<std::string_view, std::string_view>, 3> bert_family{
+    {{"bert", "BertModel"}, {"roberta", "RobertaModel"}, {"xlm-roberta", "XLMRobertaModel"}}};
+
+/// \brief transformers' bare-encoder class for c.model_type ("BertModel", "RobertaModel",
+///        "XLMRobertaModel"); an unknown model_type is an invalid_input naming it.
+[[nodiscard]] inline std::string_view bert_architecture(const BertConfig& c) {
+  for (const auto& [type, architecture] : bert_family)
+    if (type == c.model_type) return architecture;
+  throw invalid_input(detail::cat("contaccum: BertConfig.model_type \"", c.model_type,
+                                  "\" is not supported (\"bert\", \"roberta\", \"xlm-roberta\")"));
+}
+
+/// \brief True where position ids follow RoBERTa (pad_token_id + 1, + 2, ... over real ids).
+[[nodiscard]] inline bool uses_roberta_positions(const BertConfig& c) { return c.model_type != "bert"; }
 
 namespace detail {
 
@@ -50,6 +77,15 @@ inline void validate_bert_config(const BertConfig& c, std::string_view where) {
   require_probability(where, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
   require_positive_finite(where, "layer_norm_eps", c.layer_norm_eps);
   require_init_range(where, c.initializer_range);
+  require(std::ranges::any_of(bert_family, [&](const auto& f) { return f.first == c.model_type; }), where, ": model_type \"", c.model_type,
+          "\" is not supported (contaccum's Bert loads \"bert\", \"roberta\" and \"xlm-roberta\")");
+  require(c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size, where, ": pad_token_id ", c.pad_token_id,
+          " is outside the vocabulary [0, ", c.vocab_size, ")");
+  if (uses_roberta_positions(c)) {
+    require(c.pad_token_id + 1 < c.max_position_embeddings, where, ": max_position_embeddings ",
+            c.max_position_embeddings, " leaves no position after pad_token_id ", c.pad_token_id,
+            " (RoBERTa's positions start at pad_token_id + 1)");
+  }
 }
 
 // BertConfig checked before any submodule is built from it.
@@ -74,21 +110,34 @@ struct BertEmbeddingsImpl : torch::nn::Module {
                                               torch::nn::Embedding(c.type_vocab_size, c.hidden_size))),
         LayerNorm(register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size})
                                                                         .eps(c.layer_norm_eps)))),
-        dropout(register_module("dropout", torch::nn::Dropout(c.hidden_dropout_prob))) {}
+        dropout(register_module("dropout", torch::nn::Dropout(c.hidden_dropout_prob))),
+        roberta_positions(uses_roberta_positions(c)),
+        padding_idx(c.pad_token_id) {}
 
   // ids, types: (B, T) -> (B, T, H)
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& types) {
     const auto t = ids.size(1);
-    detail::require(t <= position_embeddings->weight.size(0), "sequence length ", t,
-                    " exceeds max_position_embeddings ", position_embeddings->weight.size(0));
-    auto pos = torch::arange(t, ids.options());  // (T)
-    auto x = word_embeddings(ids) + position_embeddings(pos).unsqueeze(0) + token_type_embeddings(types);
-    return dropout(LayerNorm(x));
+    const auto positions = position_embeddings->weight.size(0);
+    if (!roberta_positions) {
+      detail::require(t <= positions, "sequence length ", t, " exceeds max_position_embeddings ", positions);
+      auto pos = torch::arange(t, ids.options());  // (T)
+      return dropout(LayerNorm(word_embeddings(ids) + position_embeddings(pos).unsqueeze(0) +
+                               token_type_embeddings(types)));
+    }
+    // RoBERTa: the k-th real id of a row (k = 1, 2, ...) sits at position padding_idx + k and
+    // every padding id at padding_idx, wherever it is in the row (as transformers counts).
+    detail::require(t + padding_idx < positions, "sequence length ", t, " exceeds max_position_embeddings ",
+                    positions, " less the ", padding_idx + 1, " positions RoBERTa reserves");
+    auto real = ids.ne(padding_idx);                      // (B, T)
+    auto pos = real.cumsum(1).mul_(real).add_(padding_idx);  // (B, T)
+    return dropout(LayerNorm(word_embeddings(ids) + position_embeddings(pos) + token_type_embeddings(types)));
   }
 
   torch::nn::Embedding word_embeddings, position_embeddings, token_type_embeddings;
   torch::nn::LayerNorm LayerNorm;  // NOLINT: Hugging Face's name
   torch::nn::Dropout dropout;
+  bool roberta_positions;
+  int64_t padding_idx;
 };
 TORCH_MODULE(BertEmbeddings);
 

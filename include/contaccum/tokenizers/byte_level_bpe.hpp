@@ -15,21 +15,16 @@
 /// \endcode
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/tokenizers/detail/pcre2_regex.hpp>
 #include <contaccum/tokenizers/detail/pipeline.hpp>
 #include <contaccum/tokenizers/detail/unicode.hpp>
-
-#ifndef PCRE2_CODE_UNIT_WIDTH
-#define PCRE2_CODE_UNIT_WIDTH 8
-#endif
-#include <pcre2.h>
+#include <contaccum/tokenizers/detail/word_cache.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <array>
 #include <filesystem>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -69,54 +64,6 @@ inline std::optional<std::string> unicode_to_bytes(std::string_view token) {
   }
   return out;
 }
-
-/// \brief A compiled PCRE2 pattern (UTF + Unicode properties, JIT when available).
-class Pcre2Regex {
-public:
-  explicit Pcre2Regex(const std::string& pattern, const std::string& where) {
-    int code = 0;
-    PCRE2_SIZE offset = 0;
-    pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &code, &offset, nullptr);
-    if (!re) {
-      std::array<PCRE2_UCHAR, 256> msg{};
-      pcre2_get_error_message(code, msg.data(), msg.size());
-      throw invalid_input(contaccum::detail::cat("contaccum: ", where, ": split pattern does not compile at offset ",
-                                                 offset, ": ", reinterpret_cast<const char*>(msg.data())));
-    }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
-    code_.reset(re, pcre2_code_free);
-  }
-
-  /// \brief Isolated split: every match and every gap between matches is a piece.
-  template <class F>
-  void split(std::string_view text, F&& on_piece) const {
-    std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> md(
-        pcre2_match_data_create_from_pattern(code_.get(), nullptr), pcre2_match_data_free);
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    std::size_t pos = 0, emitted = 0;
-    while (pos <= text.size()) {
-      const int rc = pcre2_match(code_.get(), subject, text.size(), pos, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
-      if (rc == PCRE2_ERROR_NOMATCH) break;
-      if (rc < 0) throw error("contaccum: PCRE2 match failed");
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-      const std::size_t b = ov[0], e = ov[1];
-      if (b > emitted) on_piece(text.substr(emitted, b - emitted));
-      if (e > b) {
-        on_piece(text.substr(b, e - b));
-        emitted = e;
-        pos = e;
-      } else {  // empty match: step over one character
-        pos = b + 1;
-        while (pos < text.size() && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80) ++pos;
-      }
-    }
-    if (emitted < text.size()) on_piece(text.substr(emitted));
-  }
-
-private:
-  std::shared_ptr<pcre2_code> code_;
-};
 
 }  // namespace detail
 
@@ -324,13 +271,7 @@ private:
         return;
       }
     }
-    {
-      std::shared_lock lock(cache_->mutex);
-      if (const auto it = cache_->words.find(piece); it != cache_->words.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
-        return;
-      }
-    }
+    if (cache_->append(piece, out)) return;
     std::vector<int32_t> sym;
     sym.reserve(piece.size());
     for (const char ch : piece) {
@@ -355,8 +296,7 @@ private:
       sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(best_pos) + 1);
     }
     out.insert(out.end(), sym.begin(), sym.end());
-    std::unique_lock lock(cache_->mutex);
-    if (cache_->words.size() < cache_capacity) cache_->words.emplace(std::string(piece), std::move(sym));
+    cache_->insert(piece, std::move(sym));
   }
 
   static uint64_t key(int64_t a, int64_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); }
@@ -365,8 +305,6 @@ private:
     int32_t rank;
     int32_t id;
   };
-  static constexpr std::size_t cache_capacity = 100000;
-
   std::unordered_map<uint64_t, Merge> merges_;
   detail::TokenMap bytes_to_id_;
   std::vector<std::optional<std::string>> id_bytes_;
@@ -376,13 +314,7 @@ private:
   bool add_prefix_space_ = false;
   bool ignore_merges_ = false;
   int64_t unk_id_ = -1;
-  // Pieces already merged (shared by copies; bounded). Natural text repeats its words, so
-  // most pieces are looked up rather than merged.
-  struct Cache {
-    std::shared_mutex mutex;
-    std::unordered_map<std::string, std::vector<int32_t>, detail::StringHash, std::equal_to<>> words;
-  };
-  std::shared_ptr<Cache> cache_ = std::make_shared<Cache>();
+  std::shared_ptr<detail::WordCache> cache_ = std::make_shared<detail::WordCache>();  // pieces already merged
 };
 
 }  // namespace contaccum::tokenizers
