@@ -15,16 +15,11 @@ cases.json: {case: {"dir", "class", "ids", "mask", "shape", "hidden"}}, ids/mask
 """
 import json
 import os
-import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+from hf_parity import hidden_states, main, perturb, record  # first: it sets the offline environment
 
 import torch  # noqa: E402
-from transformers import (AutoModel, LlamaConfig, LlamaModel, Qwen2Config, Qwen2ForCausalLM,  # noqa: E402
-                          Qwen2Model)
+from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2ForCausalLM, Qwen2Model  # noqa: E402
 
 CASES = {
     "llama_gqa": dict(cls=(LlamaConfig, LlamaModel), left=False, seed=31, hidden_size=32, intermediate_size=48,
@@ -55,16 +50,6 @@ def make_batch(seed, vocab, left):
     return ids * mask, mask
 
 
-def hidden_states(model, ids, mask):
-    with torch.no_grad():
-        return model(input_ids=ids, attention_mask=mask).last_hidden_state
-
-
-def record(ids, mask, hidden):
-    return {"ids": ids.flatten().tolist(), "mask": mask.flatten().tolist(), "shape": list(hidden.shape),
-            "hidden": hidden.to(torch.float64).flatten().tolist()}
-
-
 def make(out_dir):
     cases = {}
     for name, c in CASES.items():
@@ -75,45 +60,17 @@ def make(out_dir):
         config = config_cls(hidden_act="silu", max_position_embeddings=64, rms_norm_eps=1e-6,
                             attn_implementation="eager", **c)
         model = model_cls(config)
-        # Move every parameter off its initial value (RMSNorm 1, biases 0), so a weight
-        # copied to the wrong place cannot go unnoticed.
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-        model.eval()
+        perturb(model)
         path = os.path.join(out_dir, name)
         model.save_pretrained(path)
         body = model.model if hasattr(model, "lm_head") else model
         ids, mask = make_batch(seed, config.vocab_size, left)
+        batch = {"input_ids": ids, "attention_mask": mask}
         cases[name] = {"dir": path, "class": model_cls.__name__, "left": left,
-                       **record(ids, mask, hidden_states(body, ids, mask))}
+                       **record(batch, hidden_states(body, batch))}
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump(cases, f)
 
 
-def run(model_dir, in_json, out_json):
-    with open(in_json) as f:
-        spec = json.load(f)
-    model, info = AutoModel.from_pretrained(model_dir, attn_implementation="eager", output_loading_info=True)
-    model.eval()
-    b, t = spec["batch"], spec["length"]
-    ids, mask = (torch.tensor(spec[k], dtype=torch.int64).view(b, t) for k in ("ids", "mask"))
-    out = record(ids, mask, hidden_states(model, ids, mask))
-    out["class"] = type(model).__name__
-    out["missing_keys"] = sorted(info["missing_keys"])
-    out["unexpected_keys"] = sorted(info["unexpected_keys"])
-    with open(out_json, "w") as f:
-        json.dump(out, f)
-
-
-def main():
-    if sys.argv[1] == "make":
-        make(sys.argv[2])
-    elif sys.argv[1] == "run":
-        run(*sys.argv[2:5])
-    else:
-        sys.exit(f"unknown mode {sys.argv[1]!r}")
-
-
 if __name__ == "__main__":
-    main()
+    main(make)

@@ -15,16 +15,11 @@ bert_reference.py; the padding id is 1, as in every RoBERTa vocabulary.
 """
 import json
 import os
-import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+from hf_parity import hidden_states, main, perturb, record  # first: it sets the offline environment
 
 import torch  # noqa: E402
-from transformers import (AutoModel, RobertaConfig, RobertaModel, XLMRobertaConfig,  # noqa: E402
-                          XLMRobertaForMaskedLM, XLMRobertaModel)
+from transformers import RobertaConfig, RobertaModel, XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel  # noqa: E402
 
 PAD = 1
 CASES = {
@@ -52,16 +47,6 @@ def make_batch(seed, vocab):
     return ids, mask, types
 
 
-def hidden_states(model, ids, mask, types):
-    with torch.no_grad():
-        return model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
-
-
-def record(ids, mask, types, hidden):
-    return {"ids": ids.flatten().tolist(), "mask": mask.flatten().tolist(), "types": types.flatten().tolist(),
-            "shape": list(hidden.shape), "hidden": hidden.to(torch.float64).flatten().tolist()}
-
-
 def make(out_dir):
     cases = {}
     for name, c in CASES.items():
@@ -73,45 +58,16 @@ def make(out_dir):
                             max_position_embeddings=max(LENGTHS) + PAD + 1, type_vocab_size=1,
                             layer_norm_eps=1e-5, pad_token_id=PAD, attn_implementation="eager", **c)
         model = model_cls(config)
-        # Move every parameter off its initial value (LayerNorm 1/0, biases 0, the padding
-        # rows 0), so a weight or a position read from the wrong row cannot go unnoticed.
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-        model.eval()
+        perturb(model)
         path = os.path.join(out_dir, name)
         model.save_pretrained(path)
         body = model.roberta if hasattr(model, "roberta") else model
         ids, mask, types = make_batch(seed, config.vocab_size)
-        cases[name] = {"dir": path, "class": model_cls.__name__, **record(ids, mask, types,
-                                                                          hidden_states(body, ids, mask, types))}
+        batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        cases[name] = {"dir": path, "class": model_cls.__name__, **record(batch, hidden_states(body, batch))}
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump(cases, f)
 
 
-def run(model_dir, in_json, out_json):
-    with open(in_json) as f:
-        spec = json.load(f)
-    model, info = AutoModel.from_pretrained(model_dir, attn_implementation="eager", output_loading_info=True)
-    model.eval()
-    b, t = spec["batch"], spec["length"]
-    ids, mask, types = (torch.tensor(spec[k], dtype=torch.int64).view(b, t) for k in ("ids", "mask", "types"))
-    out = record(ids, mask, types, hidden_states(model, ids, mask, types))
-    out["class"] = type(model).__name__
-    out["missing_keys"] = sorted(info["missing_keys"])
-    out["unexpected_keys"] = sorted(info["unexpected_keys"])
-    with open(out_json, "w") as f:
-        json.dump(out, f)
-
-
-def main():
-    if sys.argv[1] == "make":
-        make(sys.argv[2])
-    elif sys.argv[1] == "run":
-        run(*sys.argv[2:5])
-    else:
-        sys.exit(f"unknown mode {sys.argv[1]!r}")
-
-
 if __name__ == "__main__":
-    main()
+    main(make)
