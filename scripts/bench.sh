@@ -4,7 +4,8 @@
 #   bash scripts/bench.sh --text      tokenizer and embedding throughput -> docs/benchmarks_text.md
 #   bash scripts/bench.sh --driver    ContAccum over GradCache, token budgets -> out/bench_driver.md (docs/benchmarks.md)
 #   bash scripts/bench.sh --checkpoint checkpoint write/load vs step time -> out/bench_checkpoint.md (docs/checkpoints.md)
-#   bash scripts/bench.sh --memory    predicted vs measured step memory -> out/bench_memory.md (docs/budgets.md)
+#   bash scripts/bench.sh --memory    predicted vs measured step memory, per method and per strategy ->
+#                                     out/bench_memory.md, out/bench_memory_strategies.md (docs/budgets.md)
 #   bash scripts/bench.sh --faiss     FAISS vs exact search -> out/bench_faiss.md (docs/search.md)
 #   bash scripts/bench.sh --dist      the quick main job on 1 vs 2 processes -> out/bench_dist.md (docs/distributed.md)
 #   bash scripts/bench.sh --train     training step vs sentence-transformers, fp32 and bf16 -> out/bench_train.md
@@ -93,7 +94,8 @@ if [ "${1:-}" = "--memory" ]; then
   bash scripts/build.sh --target bench_memory
   mkdir -p out
   ./build/benchmarks/bench_memory --out out/bench_memory.md
-  echo "wrote out/bench_memory.md"
+  ./build/benchmarks/bench_memory --strategies --out out/bench_memory_strategies.md
+  echo "wrote out/bench_memory.md, out/bench_memory_strategies.md"
   exit 0
 fi
 if [ "${1:-}" = "--faiss" ]; then

@@ -4,6 +4,8 @@
   hf MODEL_DIR LINES OUT        transformers AutoModel + the folder's pooling, as a second check
   loading MODEL_DIR - OUT       what AutoModel.from_pretrained reports: the class, and the
                                 weights it had to initialise (missing) or left unused
+  prompts MODEL_DIR LINES OUT   the folder's prompts, and encode_query() / encode_document() of
+                                every line (sentence-transformers applies the saved prompts)
 """
 import json
 import sys
@@ -27,6 +29,15 @@ def main():
                        "unexpected_keys": sorted(info["unexpected_keys"])}, f)
         return
     lines = read_lines(lines_path)
+    if cmd == "prompts":
+        from sentence_transformers import SentenceTransformer
+        model = SentenceTransformer(model_dir, device="cpu")
+        q = model.encode_query(lines, batch_size=32, convert_to_numpy=True)
+        d = model.encode_document(lines, batch_size=32, convert_to_numpy=True)
+        with open(out, "w") as f:
+            json.dump({"prompts": model.prompts, "default_prompt_name": model.default_prompt_name,
+                       "query": q.tolist(), "document": d.tolist()}, f)
+        return
     if cmd == "encode":
         from sentence_transformers import SentenceTransformer
         model = SentenceTransformer(model_dir, device="cpu")

@@ -261,6 +261,116 @@ TEST_CASE("Predicted step memory is within 15% of the measured peak", "[budget][
       FullFineTune{}, 2, 16, 32, 1);
 }
 
+namespace {
+
+struct strategy_peaks {
+  int64_t predicted, measured, predicted_first, measured_first;
+};
+
+// Full fine-tuning under strategy S: the first step, and the first step after the bank has
+// filled (the third without a bank), against the model's first-step and steady predictions.
+template <class Model, class S, class Config>
+strategy_peaks strategy_step_memory(const char* what, const Config& config, S strategy, int64_t n, int64_t k,
+                                    int64_t capacity, int64_t tq, int64_t tp, int64_t m, bool recompute = false) {
+  REQUIRE(MemoryMeter::install());
+  const auto before = MemoryMeter::current_bytes();
+  torch::manual_seed(0);
+  SyntheticPairs data({.vocab_size = config.vocab_size, .passage_length = tp, .query_length = tq,
+                       .hard_negatives = m, .seed = 3});
+  Model model(config);
+  model->query_encoder->set_gradient_checkpointing(recompute);
+  model->passage_encoder->set_gradient_checkpointing(recompute);
+  Trainer<Model, S> trainer(model, {.micro_batch_size = n, .learning_rate = 1e-4}, std::move(strategy));
+  const auto s1 = trainer.step(data.next(n * k)).peak_memory_bytes - before;
+  for (int64_t i = 0; i < std::max<int64_t>(1, (capacity + n * k - 1) / (n * k)); ++i) (void)trainer.step(data.next(n * k));
+  const auto steady_measured = trainer.step(data.next(n * k)).peak_memory_bytes - before;
+  StepMemoryShape shape{.micro_batch_size = n, .query_length = tq, .passage_length = tp, .hard_negatives = m,
+                        .shared_tower = Model::Impl::shared,
+                        .pooling = pooling_retention<typename Model::Impl::pooler_type>,
+                        .strategy = memory_strategy<S>, .micro_batches = k, .bank_capacity = capacity,
+                        .recompute = recompute};
+  const auto steady = predict_step_memory(config, FullFineTune{}, shape);
+  shape.first_step = true;
+  const auto first_step = predict_step_memory(config, FullFineTune{}, shape);
+  INFO(what << " " << S::name << (recompute ? " with recompute" : "") << ", N_local " << n << ", K " << k << ": predicted " << steady.peak << " bytes ("
+            << steady.peak_phase << "), measured " << steady_measured << "; first step predicted " << first_step.peak
+            << ", measured " << s1);
+  CHECK(relative_error(static_cast<double>(steady.peak), static_cast<double>(steady_measured)) <= 0.15);
+  CHECK(relative_error(static_cast<double>(first_step.peak), static_cast<double>(s1)) <= 0.15);
+  return {steady.peak, steady_measured, first_step.peak, s1};
+}
+
+template <class Model, class Config>
+void check_every_strategy(const char* what, const Config& config, int64_t n, int64_t k, int64_t capacity, int64_t tq,
+                          int64_t tp, int64_t m) {
+  (void)strategy_step_memory<Model>(what, config, FullBatch<>(), n * k, 1, 0, tq, tp, m);
+  const auto accum = strategy_step_memory<Model>(what, config, GradAccum<>(), n, k, 0, tq, tp, m);
+  (void)strategy_step_memory<Model>(what, config, GradCache<>(), n, k, 0, tq, tp, m);
+  const auto banked = strategy_step_memory<Model>(what, config, ContAccum<>({.capacity = capacity}), n, k, capacity,
+                                                  tq, tp, m);
+  (void)strategy_step_memory<Model>(what, config, ContAccumOverGradCache<>({.capacity = capacity}), n, k, capacity,
+                                    tq, tp, m);
+  // What the bank adds (rings, score cache, scores against banked rows, undo record) is
+  // predicted, not absorbed by the tolerance: the two differences agree.
+  const auto predicted_bank = static_cast<double>(banked.predicted - accum.predicted);
+  const auto measured_bank = static_cast<double>(banked.measured - accum.measured);
+  INFO(what << ": the bank adds " << measured_bank << " bytes, predicted " << predicted_bank);
+  CHECK(measured_bank > 0.1 * static_cast<double>(accum.measured));
+  CHECK(relative_error(predicted_bank, measured_bank) <= 0.25);
+  // Activation recompute: the saving is predicted too.
+  const auto light = strategy_step_memory<Model>(what, config, GradAccum<>(), n, k, 0, tq, tp, m, true);
+  (void)strategy_step_memory<Model>(what, config, GradCache<>(), n, k, 0, tq, tp, m, true);
+  const auto saved = static_cast<double>(accum.measured - light.measured);
+  INFO(what << ": recompute saves " << saved << " bytes, predicted " << accum.predicted - light.predicted);
+  CHECK(saved > 0.1 * static_cast<double>(accum.measured));
+  CHECK(relative_error(static_cast<double>(accum.predicted - light.predicted), saved) <= 0.25);
+}
+
+}  // namespace
+
+TEST_CASE("Predicted step memory covers every strategy (K micro-batches, GradCache's caches, ContAccum's bank) and recompute",
+          "[budget][memory][strategy]") {
+  check_every_strategy<DualEncoder<Bert, ClsPooling>>(
+      "bert 2 x 64, two towers, CLS",
+      BertConfig{.vocab_size = 512, .hidden_size = 64, .num_hidden_layers = 2, .num_attention_heads = 4,
+                 .intermediate_size = 256, .max_position_embeddings = 128},
+      8, 8, 1024, 8, 32, 1);
+  check_every_strategy<DualEncoder<GptNeox, MeanPooling, SharedTower>>(
+      "neox 2 x 128, shared, mean",
+      GptNeoxConfig{.vocab_size = 512, .hidden_size = 64, .num_hidden_layers = 2, .num_attention_heads = 4,
+                    .intermediate_size = 256, .max_position_embeddings = 128},
+      8, 8, 1024, 8, 32, 1);
+}
+
+TEST_CASE("largest_micro_batch for GradCache at a fixed N_total: the chunk that fits", "[budget][memory][strategy]") {
+  const BertConfig config{.vocab_size = 512, .hidden_size = 64, .num_hidden_layers = 2, .num_attention_heads = 4,
+                          .intermediate_size = 256, .max_position_embeddings = 128};
+  StepMemoryShape shape{.query_length = 16, .passage_length = 64, .hard_negatives = 1,
+                        .pooling = pooling_retention<ClsPooling>, .strategy = memory_strategy<GradCache<>>,
+                        .step_pairs = 256};
+  auto peak = [&](int64_t n) {
+    auto s = shape;
+    s.micro_batch_size = n;
+    return predict_step_memory(config, FullFineTune{}, s).peak;
+  };
+  // GradCache's peak grows with the chunk, not with N_total: a smaller chunk always fits less memory
+  CHECK(peak(8) < peak(64));
+  const auto budget = peak(24);
+  const auto n = largest_micro_batch(budget, config, FullFineTune{}, shape);
+  CHECK(n >= 24);
+  CHECK(n < 256);
+  CHECK(peak(n) <= budget);
+  CHECK(peak(n + 1) > budget);
+  // N_local never exceeds N_total
+  CHECK(largest_micro_batch(int64_t{1} << 40, config, FullFineTune{}, shape) == 256);
+  // the strategy is read from the type
+  STATIC_REQUIRE(memory_strategy<ContAccumOverGradCache<>> == MemoryStrategy::cont_accum_over_grad_cache);
+  STATIC_REQUIRE(memory_strategy<FullBatch<>> == MemoryStrategy::grad_accum);
+  shape.strategy = MemoryStrategy::cont_accum;
+  CHECK_THAT(error_of([&] { (void)predict_step_memory(config, FullFineTune{}, shape); }),
+             Contains("StepMemoryShape.bank_capacity must be positive"));
+}
+
 TEST_CASE("The largest micro-batch fits the budget; a budget below one pair names the minimum",
           "[budget][memory][errors]") {
   const BertConfig config{.vocab_size = 1000, .hidden_size = 64, .num_hidden_layers = 2, .num_attention_heads = 4,

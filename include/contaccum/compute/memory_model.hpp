@@ -1,8 +1,8 @@
 #pragma once
 /// \file
-/// \brief Predicted peak memory of one training step (one micro-batch of N_local pairs:
-///        GradAccum with micro_batch_size = N_local, AdamW), on the CPU in float32 with
-///        LibTorch, from a model *shape* (BertConfig or GptNeoxConfig) and an adapter
+/// \brief Predicted peak memory of one training step of any of the strategies (FullBatch,
+///        GradAccum and ContAccum over K micro-batches of N_local pairs, GradCache and
+///        ContAccum over GradCache over K chunks; AdamW), on the CPU in float32 with LibTorch, from a model *shape* (BertConfig or GptNeoxConfig) and an adapter
 ///        (FullFineTune, BlockFreeze, LoRA, BiasOnly, or any CostedAdapter:
 ///        compute/adapter_cost.hpp); and the largest N_local that fits a memory budget.
 ///
@@ -17,18 +17,29 @@
 ///     under NoGradGuard) keeps nothing; a frozen linear layer keeps no input, so LoRA and
 ///     bias-only keep less per block than full fine-tuning;
 ///   * the temporaries of the moment.
-/// The step is replayed as a timeline: forward through the query tower, the passage tower
-/// (N_local (1 + m) rows) and the loss; backward in reverse (the passage tower first, as
-/// autograd orders it), each op allocating its parameters' gradients and releasing what it
-/// kept; then the gradient norms and the AdamW update, tensor by tensor, whose temporaries
-/// are the size of the tensor at hand (a double copy for the norm; sqrt and a division in
-/// AdamW, which also creates its states there on the first step).
+/// The step is replayed as a timeline. A micro-batch runs forward through the query tower,
+/// the passage tower (N_local (1 + m) rows) and the loss, then backward in reverse (the
+/// passage tower first, as autograd orders it), each op allocating its parameters'
+/// gradients, or from the second micro-batch on adding a temporary into them, and releasing
+/// what it kept. GradCache first encodes every chunk without a graph (keeping its embeddings:
+/// under ClsPooling a view that keeps the chunk's last hidden states), scores the
+/// concatenation of all N_total rows, keeps the gradient of each embedding, then replays each
+/// chunk with its graph. ContAccum adds its rings (N_memory rows each, N_memory m for hard
+/// negatives), the score cache's tables (N_memory x (blocks + groups + 1) floats), the
+/// scores against the banked rows (which the bank's score record keeps until the enqueue) and
+/// the step's undo record (a copy of every row an enqueue overwrites). Then come the gradient
+/// norms and the AdamW update, tensor by tensor, whose temporaries are the size of the tensor
+/// at hand (a double copy for the norm; sqrt and a division in AdamW, which also creates its
+/// states there on the first step). With activation recompute (`shape.recompute`) a trained
+/// block keeps only its input through the forward and is walked again, with its graph, when
+/// the backward reaches it.
 /// tests/unit/test_budgets.cpp holds the prediction to 15% of the measured peak for Bert and
-/// GptNeox shapes under every method; docs/budgets.md has the table.
+/// GptNeox shapes under every method and every strategy; docs/budgets.md has the tables.
 ///
 /// Not modelled: memory outside LibTorch's CPU allocator, CUDA's caching allocator, dtypes
-/// other than float32, strategies other than GradAccum with one micro-batch (GradCache and
-/// ContAccum add their caches and banks).
+/// other than float32 (bf16/fp16 autocast), similarities that copy the
+/// banked rows (Cosine normalises them: one more copy of each ring during the loss), the
+/// symmetric loss's second score cache, and token-budget chunking (MicroBatching::max_tokens).
 
 #include <contaccum/compute/adapter_cost.hpp>
 #include <contaccum/compute/detail/activation_walk.hpp>
@@ -43,6 +54,8 @@
 #include <contaccum/pooling/normalized.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -71,6 +84,25 @@ template <class P>
 inline constexpr PoolingRetention pooling_retention<Normalized<P>> = pooling_retention<P>;
 
 /// \brief The micro-batch of one training step and how the bi-encoder is laid out.
+/// \brief How a strategy runs a step, for the memory model (strategy/strategies.hpp).
+enum class MemoryStrategy {
+  grad_accum,                  ///< GradAccum: K micro-batches, each its own loss and backward (FullBatch: K = 1)
+  grad_cache,                  ///< GradCache: K chunks encoded without a graph, one N_total-row loss, K replays
+  cont_accum,                  ///< ContAccum: GradAccum's micro-batches scored against the dual bank too
+  cont_accum_over_grad_cache,  ///< ContAccumOverGradCache: GradCache's step scored against the dual bank too
+};
+
+/// \brief The MemoryStrategy of a strategy type: `memory_strategy<GradCache<>>`.
+template <class S>
+inline constexpr MemoryStrategy memory_strategy = [] {
+  using Sched = typename S::schedule_type;
+  using Pool = typename S::pool_type;
+  constexpr bool cached = Sched::whole_step;
+  constexpr bool banked = requires(const Pool& p) { p.bank(); };
+  if constexpr (banked) return cached ? MemoryStrategy::cont_accum_over_grad_cache : MemoryStrategy::cont_accum;
+  else return cached ? MemoryStrategy::grad_cache : MemoryStrategy::grad_accum;
+}();
+
 struct StepMemoryShape {
   int64_t micro_batch_size = 8;  ///< N_local: pairs per forward/backward
   int64_t query_length = 32;     ///< Tq: tokens per query row, padding included
@@ -79,9 +111,31 @@ struct StepMemoryShape {
   bool shared_tower = false;     ///< SharedTower: one encoder; SeparateTowers: two
   PoolingRetention pooling = PoolingRetention::rows_only;  ///< pooling_retention<Pooler>
   bool first_step = false;  ///< the first optimizer step: AdamW's states do not exist before its update
+  MemoryStrategy strategy = MemoryStrategy::grad_accum;  ///< memory_strategy<S> of the Trainer's strategy
+  int64_t micro_batches = 1;  ///< K per optimizer step: N_total = K N_local (FullBatch: K = 1, N_local = N_total)
+  int64_t step_pairs = 0;     ///< N_total when fixed (then K = ceil(N_total / N_local), micro_batches is ignored);
+                              ///< 0 = micro_batches x micro_batch_size. Set it to ask largest_micro_batch for
+                              ///< GradCache's chunk at a given N_total.
+  int64_t bank_capacity = 0;  ///< ContAccum: N_memory, vectors in the query and positive banks (BankConfig::capacity)
+  bool bank_hard_negatives = true;  ///< ContAccum: BankConfig::hard_negative_bank
+  bool bank_queries = true;         ///< ContAccum: BankConfig::query_bank
+  bool score_cache = true;          ///< ContAccum: BankConfig::cache_scores
+  bool recompute = false;  ///< activation recompute: the encoders' set_gradient_checkpointing(true)
+
+  [[nodiscard]] bool banked() const {
+    return strategy == MemoryStrategy::cont_accum || strategy == MemoryStrategy::cont_accum_over_grad_cache;
+  }
+  [[nodiscard]] bool cached_replay() const {
+    return strategy == MemoryStrategy::grad_cache || strategy == MemoryStrategy::cont_accum_over_grad_cache;
+  }
 
   /// \brief Throws invalid_input naming the field that is out of range.
   void validate() const {
+    detail::require(micro_batches > 0, "StepMemoryShape.micro_batches must be positive, got ", micro_batches);
+    detail::require(step_pairs >= 0, "StepMemoryShape.step_pairs must be >= 0, got ", step_pairs);
+    detail::require(bank_capacity >= 0, "StepMemoryShape.bank_capacity must be >= 0, got ", bank_capacity);
+    detail::require(!banked() || bank_capacity > 0,
+                    "StepMemoryShape.bank_capacity must be positive for ContAccum (the bank's N_memory)");
     detail::require(micro_batch_size > 0, "StepMemoryShape.micro_batch_size must be positive, got ", micro_batch_size);
     detail::require(query_length > 0, "StepMemoryShape.query_length must be positive, got ", query_length);
     detail::require(passage_length > 0, "StepMemoryShape.passage_length must be positive, got ", passage_length);
@@ -111,9 +165,10 @@ namespace detail {
 template <class Config>
 std::vector<memory_segment> tower_segments(const Config& c, const ParameterInventory& inv, int64_t rows,
                                            int64_t length, const StepMemoryShape& shape,
-                                           int64_t first_trainable_block) {
+                                           int64_t first_trainable_block, bool graph = true) {
   constexpr bool neox = std::same_as<Config, GptNeoxConfig>;
-  const bool frozen_prefix = first_trainable_block >= 0;
+  // graph = false: GradCache's first pass (NoGradGuard) records nothing anywhere
+  const bool frozen_prefix = first_trainable_block >= 0 || !graph;
   const int64_t x = rows * length * inv.hidden * float_bytes, stats = 2 * rows * length * float_bytes;
   // The gradients a segment's backward allocates: total and largest tensor.
   auto set_gradients = [&](memory_segment& seg, auto select) {
@@ -179,10 +234,24 @@ std::vector<memory_segment> tower_segments(const Config& c, const ParameterInven
   }
   for (int64_t l = 0; l < inv.layers; ++l) {
     b.prefix = (neox ? "gpt_neox.layers." : "encoder.layer.") + std::to_string(l) + ".";
-    const bool recording = !frozen_prefix || l >= first_trainable_block;
+    const bool recording = graph && (!frozen_prefix || l >= first_trainable_block);
     bool out_rg = false;
     if constexpr (neox) seg = walk_gpt_neox_block(b, c, recording, rg, out_rg);
     else seg = walk_bert_block(b, recording, rg, out_rg);
+    if (shape.recompute && recording) {
+      // Activation recompute (encoders/recompute.hpp): the forward runs the block without
+      // a graph and keeps only its input; its backward runs it again with the graph (the
+      // incoming gradient waiting) and backpropagates through that.
+      bool unused = false;
+      memory_segment light;
+      if constexpr (neox) light = walk_gpt_neox_block(b, c, false, rg, unused);
+      else light = walk_bert_block(b, false, rg, unused);
+      const auto in = b.hidden_bytes();
+      const auto full = seg;
+      seg.saved = in;
+      seg.forward_extra = light.forward_extra - in;
+      seg.backward_extra = full.saved + std::max(full.forward_extra + in, full.backward_extra) - in;
+    }
     set_gradients(seg, [l](const ParameterEntry& p) { return p.block == l; });
     out.push_back(seg);
     rg = out_rg;
@@ -190,7 +259,7 @@ std::vector<memory_segment> tower_segments(const Config& c, const ParameterInven
 
   // Head: GptNeox's final LayerNorm, then the pooling; the pooled (rows, d) embeddings
   // stay referenced until backward ends.
-  segment_trace head(true);
+  segment_trace head(graph);
   head.alive("last_block.out", x);
   std::string hidden = "last_block.out";
   if constexpr (neox) {
@@ -214,19 +283,16 @@ std::vector<memory_segment> tower_segments(const Config& c, const ParameterInven
   seg.held_to_end = shape.pooling == PoolingRetention::whole_step ? x : rows * inv.hidden * float_bytes;
   set_gradients(seg, [](const ParameterEntry& p) { return p.path.starts_with("gpt_neox.final_layer_norm"); });
   out.push_back(seg);
+  if (!graph)
+    for (auto& s : out) s.gradients = s.largest_gradient = 0;
   return out;
 }
 
 struct timeline_result {
   int64_t forward = 0, backward = 0, optimizer = 0;
-  int64_t saved_at_end_of_forward = 0;
+  int64_t saved_at_end_of_forward = -1;  // of the first unit with a graph
 };
 
-// The gradient norms and the AdamW update, from `held` (parameters, inputs, gradients
-// and, after the first step, AdamW's states). The Trainer's gradient norm copies one
-// gradient at a time to double (8 bytes per number); AdamW, tensor by tensor in `order`,
-// creates its two states on the first step and computes sqrt(exp_avg_sq) / c (two
-// float temporaries).
 inline int64_t optimizer_peak(int64_t held, const std::vector<int64_t>& order, bool first_step) {
   int64_t peak = held, states = 0;
   for (const auto n : order) {
@@ -237,26 +303,85 @@ inline int64_t optimizer_peak(int64_t held, const std::vector<int64_t>& order, b
   return peak;
 }
 
-// Forward through `segments`, backward in reverse, then the update. `base` is held
-// throughout; AdamW's states from the start, or from the update on the first step.
-inline timeline_result replay_step(const std::vector<memory_segment>& segments, int64_t base, int64_t optimizer_states,
-                                   bool first_step, const std::vector<int64_t>& optimizer_tensors) {
-  timeline_result r;
-  const int64_t start = base + (first_step ? 0 : optimizer_states);
-  int64_t held = start;
+// Gradients that exist already (a shared tower's second side, a later micro-batch or
+// replayed chunk) arrive one tensor at a time and are added in place.
+inline void accumulate_into_existing(std::vector<memory_segment>& segments) {
+  for (auto& s : segments) {
+    s.backward_extra += s.largest_gradient;
+    s.gradients = 0;
+  }
+}
+
+// One forward and backward over `segments` starting from `held` bytes; returns what is
+// held afterwards (the new parameter gradients).
+inline int64_t replay_unit(const std::vector<memory_segment>& segments, int64_t held, timeline_result& r) {
+  const int64_t start = held;
   for (const auto& s : segments) {
     r.forward = std::max(r.forward, held + s.saved + s.forward_extra);
     held += s.saved + s.held_to_end;
   }
-  r.saved_at_end_of_forward = held - start;
+  if (r.saved_at_end_of_forward < 0) r.saved_at_end_of_forward = held - start;
   for (auto s = segments.rbegin(); s != segments.rend(); ++s) {
     held += s->gradients;
     r.backward = std::max(r.backward, held + s->backward_extra);
     held -= s->saved;
   }
   for (const auto& s : segments) held -= s.held_to_end;
-  r.optimizer = optimizer_peak(held, optimizer_tensors, first_step);
-  return r;
+  return held;
+}
+
+// A forward without a graph (GradCache's first pass): returns the bytes it leaves (its embeddings).
+inline int64_t forward_only(const std::vector<memory_segment>& segments, int64_t held, timeline_result& r) {
+  int64_t left = 0;
+  for (const auto& s : segments) {
+    r.forward = std::max(r.forward, held + left + s.forward_extra);
+    left += s.held_to_end;
+  }
+  return left;
+}
+
+// ContAccum's dual bank at one loss unit: rows per ring, and what the bank adds to memory.
+struct bank_layout {
+  int64_t queries = 0, positives = 0, hard_negatives = 0;  // capacity in rows
+  int64_t storage = 0;      // bytes of the three rings
+  int64_t score_cache = 0;  // bytes of the query score cache's tables
+  int64_t undo = 0;         // bytes one enqueue adds to the step's undo record
+
+  // Rows filled before loss unit `unit` (each enqueues `per_unit` pairs).
+  [[nodiscard]] std::array<int64_t, 3> filled(int64_t unit, int64_t per_unit, int64_t m, bool first_step) const {
+    auto fill = [&](int64_t capacity, int64_t per) { return first_step ? std::min(capacity, unit * per) : capacity; };
+    return {fill(queries, per_unit), fill(positives, per_unit), fill(hard_negatives, per_unit * m)};
+  }
+};
+
+inline bank_layout bank_of(const StepMemoryShape& shape, int64_t row_bytes, int64_t per_unit) {
+  bank_layout b;
+  if (!shape.banked()) return b;
+  const auto m = shape.hard_negatives, cap = shape.bank_capacity;
+  b.queries = shape.bank_queries ? cap : 0;
+  b.positives = cap;
+  b.hard_negatives = shape.bank_hard_negatives && m > 0 ? cap * m : 0;
+  b.storage = (b.queries + b.positives + b.hard_negatives) * row_bytes;
+  // every push inside a step clones the rows it overwrites (kept until the step commits)
+  b.undo = ((b.queries > 0 ? 1 : 0) + 1 + (b.hard_negatives > 0 ? m : 0)) * per_unit * row_bytes;
+  if (shape.score_cache && b.queries > 0) {
+    // per banked query: a log-sum-exp per block of passages, per group of blocks, and its pair score
+    const auto blocks = std::max<int64_t>(1, cap / per_unit);
+    const auto group = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(blocks)))));
+    b.score_cache = cap * (blocks + (blocks + group - 1) / group + 1) * float_bytes;
+  }
+  return b;
+}
+
+// The loss over `rows` pairs (their N (1 + m) passages) and the filled bank rows: the
+// query-passage scores, and the banked queries against the current passages. `recorded`:
+// a score-caching bank is handed the scores (detached), which keeps them until the
+// enqueue after the backward.
+inline memory_segment loss_segment(int64_t rows, int64_t m, const std::array<int64_t, 3>& bank, bool recorded) {
+  const int64_t passages = rows * (1 + m);
+  const int64_t scores = (rows * (passages + bank[1] + bank[2]) + bank[0] * passages) * float_bytes;
+  return {.saved = (recorded ? 1 : 2) * scores, .held_to_end = recorded ? scores : 0, .forward_extra = scores,
+          .backward_extra = 2 * scores};
 }
 
 template <class Config, CostedAdapter A>
@@ -265,34 +390,71 @@ MemoryEstimate predict_step_memory_impl(const Config& c, const A& adapter, const
   const auto inv = adapted_inventory(c, adapter);
   const int64_t first_trainable = inv.first_trainable_layer.value_or(-1);  // BlockFreeze: L - k
   const int64_t towers = shape.shared_tower ? 1 : 2;
-  const int64_t n = shape.micro_batch_size, passages = n * (1 + shape.hard_negatives);
+  const int64_t n = shape.step_pairs > 0 ? std::min(shape.micro_batch_size, shape.step_pairs) : shape.micro_batch_size;
+  const int64_t total = shape.step_pairs > 0 ? shape.step_pairs : n * shape.micro_batches;
+  const int64_t k = (total + n - 1) / n, m = shape.hard_negatives;  // a last, smaller chunk counts as a full one
+  const int64_t row_bytes = inv.hidden * float_bytes;  // one embedding
+  const bool cached = shape.cached_replay();
 
   MemoryEstimate e;
   e.parameters = towers * all_parameters(inv) * float_bytes;
   e.gradients = towers * parameters_with_gradient(inv) * float_bytes;
   e.optimizer_states = 2 * e.gradients;
-  // ids and masks (int64) of queries, positives and hard negatives; with hard negatives the
-  // passage tower reads a concatenated copy of positives and negatives.
-  const int64_t passage_tokens = passages * shape.passage_length;
-  e.inputs = 16 * (n * shape.query_length + passage_tokens) + (shape.hard_negatives > 0 ? 16 * passage_tokens : 0);
+  // ids and masks (int64) of the step's queries, positives and hard negatives; with hard
+  // negatives each forward of the passage tower reads a concatenated copy of its rows.
+  e.inputs = 16 * total * (shape.query_length + (1 + m) * shape.passage_length) +
+             (m > 0 ? 16 * n * (1 + m) * shape.passage_length : 0);
 
-  auto segments = tower_segments(c, inv, n, shape.query_length, shape, first_trainable);
-  if (shape.shared_tower) {
+  // Both towers over one forward's n pairs: the query tower, then the passage tower.
+  auto towers_of = [&](int64_t rows, bool graph) {
+    auto segments = tower_segments(c, inv, rows, shape.query_length, shape, first_trainable, graph);
     // One set of parameters: the passage tower's backward (it runs first) allocates the
     // gradients; the query tower's arrive one tensor at a time, added in place.
-    for (auto& s : segments) {
-      s.backward_extra += s.largest_gradient;
-      s.gradients = 0;
-    }
-  }
-  const auto passage = tower_segments(c, inv, passages, shape.passage_length, shape, first_trainable);
-  segments.insert(segments.end(), passage.begin(), passage.end());
-  // The loss: the score matrix (N_local, N_local (1 + m)) and its log-softmax.
-  const int64_t scores = n * passages * float_bytes;
-  segments.push_back({.saved = 2 * scores, .forward_extra = scores, .backward_extra = 2 * scores});
+    if (shape.shared_tower) accumulate_into_existing(segments);
+    const auto passage = tower_segments(c, inv, rows * (1 + m), shape.passage_length, shape, first_trainable, graph);
+    segments.insert(segments.end(), passage.begin(), passage.end());
+    return segments;
+  };
 
-  const auto r = replay_step(segments, e.parameters + e.inputs, e.optimizer_states, shape.first_step,
-                             optimizer_order(inv, towers));
+  const int64_t per_unit = cached ? total : n;  // pairs per loss unit (per enqueue)
+  const auto bank = bank_of(shape, row_bytes, per_unit);
+  const bool recorded = shape.banked() && shape.score_cache;
+  timeline_result r;
+  const int64_t start = e.parameters + e.inputs + (shape.first_step ? 0 : e.optimizer_states + bank.storage) +
+                        (shape.first_step ? 0 : bank.score_cache);
+  int64_t held = start;
+  if (!cached) {
+    // GradAccum / ContAccum: K micro-batches, each encoded with its graph, scored, backward.
+    for (int64_t j = 0; j < k; ++j) {
+      if (shape.first_step && j == 1) held += bank.storage + bank.score_cache;  // allocated by the first enqueue
+      auto segments = towers_of(n, true);
+      segments.push_back(loss_segment(n, m, bank.filled(j, per_unit, m, shape.first_step), recorded));
+      if (j > 0) accumulate_into_existing(segments);
+      held = replay_unit(segments, held, r) + bank.undo;
+    }
+  } else {
+    // GradCache: every chunk encoded without a graph, its embeddings kept as leaves (a
+    // view of the last hidden states under CLS pooling); the loss over all N_total pairs on
+    // their concatenation, leaving a gradient per leaf; then each chunk replayed with its
+    // graph and backpropagated from those gradients.
+    int64_t leaves = 0;
+    for (int64_t j = 0; j < k; ++j) leaves += forward_only(towers_of(n, false), held + leaves, r);
+    held += leaves;
+    const int64_t embeddings = total * (2 + m) * row_bytes;  // the concatenated q, p, h
+    held += embeddings;
+    auto loss = loss_segment(total, m, bank.filled(0, per_unit, m, shape.first_step), recorded);
+    loss.backward_extra += 2 * embeddings;  // the gradients of the concatenation, then of the leaves
+    // the leaves' gradients and the bank's score record stay through the replay
+    held = replay_unit(std::vector<memory_segment>{loss}, held, r) + embeddings + loss.held_to_end;
+    for (int64_t j = 0; j < k; ++j) {
+      auto segments = towers_of(n, true);
+      if (j > 0) accumulate_into_existing(segments);
+      held = replay_unit(segments, held, r);
+    }
+    if (shape.first_step) held += bank.storage + bank.score_cache;  // the first enqueue, after the replay
+    held += bank.undo - leaves - 2 * embeddings - loss.held_to_end;
+  }
+  r.optimizer = optimizer_peak(held, optimizer_order(inv, towers), shape.first_step);
   e.activations = r.saved_at_end_of_forward;
   e.forward_peak = r.forward;
   e.backward_peak = r.backward;
@@ -305,7 +467,7 @@ MemoryEstimate predict_step_memory_impl(const Config& c, const A& adapter, const
 }  // namespace detail
 
 /// \brief Predicted memory of one training step of `adapter` on a bi-encoder of `model`'s
-///        shape (float32, CPU, GradAccum with one micro-batch): see the file comment.
+///        shape (float32, CPU, the strategy of shape.strategy): see the file comment.
 ///
 /// \code
 /// contaccum::StepMemoryShape shape{.micro_batch_size = 32, .query_length = 32, .passage_length = 128,
@@ -313,6 +475,10 @@ MemoryEstimate predict_step_memory_impl(const Config& c, const A& adapter, const
 ///                                  .pooling = contaccum::pooling_retention<contaccum::MeanPooling>};
 /// auto e = contaccum::predict_step_memory(pythia_70m, contaccum::LoRA{.rank = 8}, shape);
 /// std::cout << e.peak / (1 << 20) << " MiB, peak in " << e.peak_phase << "\n";
+/// // ContAccum with K = 16 micro-batches and N_memory 8192:
+/// shape.strategy = contaccum::memory_strategy<contaccum::ContAccum<>>;
+/// shape.micro_batches = 16;
+/// shape.bank_capacity = 8192;
 /// \endcode
 template <class Config, CostedAdapter A>
   requires std::same_as<Config, BertConfig> || std::same_as<Config, GptNeoxConfig>
@@ -322,7 +488,8 @@ template <class Config, CostedAdapter A>
 
 /// \brief The largest N_local (micro_batch_size) whose predicted step peak fits in
 ///        `budget_bytes`, searched over 1..max_micro_batch (shape.micro_batch_size is
-///        ignored). Throws invalid_input when not even N_local = 1 fits; the message gives
+///        ignored). With shape.step_pairs set the step stays N_total pairs (GradCache's chunk
+///        size for a given N_total); otherwise the step is shape.micro_batches x N_local. Throws invalid_input when not even N_local = 1 fits; the message gives
 ///        the minimum memory, that of N_local = 1.
 ///
 /// \code
@@ -334,6 +501,7 @@ template <class Config, CostedAdapter A>
                                           StepMemoryShape shape, int64_t max_micro_batch = int64_t{1} << 20) {
   detail::require(budget_bytes > 0, "largest_micro_batch: budget_bytes must be positive, got ", budget_bytes);
   detail::require(max_micro_batch > 0, "largest_micro_batch: max_micro_batch must be positive, got ", max_micro_batch);
+  if (shape.step_pairs > 0) max_micro_batch = std::min(max_micro_batch, shape.step_pairs);  // N_local <= N_total
   auto peak = [&](int64_t n) {
     shape.micro_batch_size = n;
     return predict_step_memory(model, adapter, shape).peak;
