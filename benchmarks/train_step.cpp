@@ -3,10 +3,12 @@
 // all-MiniLM-L6-v2 (mean pooling, normalised, one tower), cosine InfoNCE at scale 20 (what
 // MultipleNegativesRankingLoss computes), AdamW lr 2e-5, gradient norm clipped to 1,
 // dropout on, 128 tokens at most per text. Each timed step includes tokenizing its pairs.
-//   bench_train_step PAIRS MODEL_DIR MODE STEPS WARMUP THREADS [PRECISION]
+//   bench_train_step PAIRS MODEL_DIR MODE STEPS WARMUP THREADS [PRECISION [LAYOUT]]
 // MODE "mnrl": FullBatch at batch 32 (one forward); "cached": GradCache at N_total 64,
 // N_local 16 (CachedMultipleNegativesRankingLoss with mini_batch_size 16). Prints one JSON
-// object with the per-step seconds (warm-up steps excluded).
+// object with the per-step seconds (warm-up steps excluded). LAYOUT "padded" (default) runs
+// the encoder on the padded (B, T) batch as transformers does; "unpadded" sets
+// Bert::set_unpadded, which runs the per-token work on the real tokens only.
 #include <contaccum/contaccum.hpp>
 
 #include <nlohmann/json.hpp>
@@ -25,10 +27,11 @@ namespace {
 
 template <class S>
 std::vector<double> run(const std::vector<ca::TextPair>& pairs, const std::string& model_dir, S strategy,
-                        int64_t batch, int64_t n_local, int steps, int warmup, ca::Precision precision) {
+                        int64_t batch, int64_t n_local, int steps, int warmup, ca::Precision precision, bool unpadded) {
   torch::manual_seed(0);
   const auto tok = ca::tokenizers::load_tokenizer(model_dir);
   Model model(ca::load_bert(model_dir));
+  model->query_encoder->set_unpadded(unpadded);  // one tower: query_encoder is passage_encoder
   ca::Trainer<Model, S, ca::FullFineTune, Loss> trainer(
       model,
       {.micro_batch_size = n_local, .learning_rate = 2e-5, .max_grad_norm = 1.0, .precision = precision},
@@ -54,6 +57,9 @@ int main(int argc, char** argv) try {
   const std::string pairs_file = argv[1], model_dir = argv[2], mode = argv[3];
   const int steps = std::stoi(argv[4]), warmup = std::stoi(argv[5]);
   const auto precision = argc > 7 ? ca::parse_precision(argv[7], "PRECISION") : ca::Precision::fp32;
+  const std::string layout = argc > 8 ? argv[8] : "padded";
+  if (layout != "padded" && layout != "unpadded") throw std::runtime_error("unknown LAYOUT " + layout + " (padded or unpadded)");
+  const bool unpadded = layout == "unpadded";
   torch::set_num_threads(std::stoi(argv[6]));
   std::vector<ca::TextPair> pairs;
   std::ifstream in(pairs_file);
@@ -70,15 +76,16 @@ int main(int argc, char** argv) try {
   int64_t batch = 0;
   if (mode == "mnrl") {
     batch = 32;
-    seconds = run(pairs, model_dir, ca::FullBatch<>(), batch, batch, steps, warmup, precision);
+    seconds = run(pairs, model_dir, ca::FullBatch<>(), batch, batch, steps, warmup, precision, unpadded);
   } else if (mode == "cached") {
     batch = 64;
-    seconds = run(pairs, model_dir, ca::GradCache<>(), batch, 16, steps, warmup, precision);
+    seconds = run(pairs, model_dir, ca::GradCache<>(), batch, 16, steps, warmup, precision, unpadded);
   } else {
     throw std::runtime_error("unknown MODE " + mode + " (mnrl or cached)");
   }
   std::cout << nlohmann::json{{"side", "contaccum"}, {"mode", mode}, {"batch", batch},
-                              {"precision", std::string(ca::to_string(precision))}, {"seconds", seconds}}
+                              {"precision", std::string(ca::to_string(precision))}, {"layout", layout},
+                              {"seconds", seconds}}
                    .dump()
             << std::endl;
 } catch (const std::exception& e) {

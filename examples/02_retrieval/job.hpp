@@ -65,7 +65,7 @@ inline EvalSet make_eval_set(const ca::BeirDataset& split, int64_t n_queries, in
   for (std::size_t k = 0; k < order.size() && static_cast<int64_t>(e.queries.size()) < n_queries; ++k) {
     const auto& q = split.queries[order[k]];
     e.query_ids.push_back(q.id);
-    e.queries.push_back(q.text);
+    e.queries.push_back(ca::query_text(q.text, tokenize));
     e.qrels[q.id] = split.qrels.at(q.id);
     for (const auto& [doc, score] : split.qrels.at(q.id)) add_doc(split.corpus[index.at(doc)]);
   }

@@ -118,7 +118,7 @@ int main(int argc, char** argv) try {
     return retrieval::train(args);
   }
   if (mode == "search") {
-    retrieval::Args args(argc, argv, first, {"--rebuild"});
+    retrieval::Args args(argc, argv, first, {"--rebuild", "--dedupe"});
     return retrieval::search(args);
   }
   if (mode == "compare") {

@@ -12,12 +12,17 @@
 #include <iostream>
 #include <limits>
 #include <sstream>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 namespace retrieval {
 
 inline constexpr const char* search_usage =
-    "retrieval search [--model DIR] [--data DIR] [--index-dir DIR] [--limit N] [--k N] [--rebuild] [query ...]\n"
-    "  (no query: one query per line from standard input)";
+    "retrieval search [--model DIR] [--data DIR] [--index-dir DIR] [--limit N] [--k N] [--rebuild] [--dedupe] [query ...]\n"
+    "  (no query: one query per line from standard input; :q or end of input ends)\n"
+    "  --dedupe  one row per package family (foo, foo-doc, libfoo2, python3-foo): the best hit of\n"
+    "            a family stands for it and names the others; without it every hit is listed";
 
 namespace detail {
 
@@ -27,6 +32,33 @@ inline std::string index_fingerprint(const fs::path& model, const fs::path& corp
   std::ostringstream s;
   s << file_stamp(model / "model.safetensors", "search") << "|" << file_stamp(corpus, "search") << "|limit=" << limit << "|max_length=" << max_len;
   return s.str();
+}
+
+// The family a Debian package belongs to: its name without the split-package suffixes
+// (-dev, -doc, -data, -common, ...), a trailing soname version, and the language or
+// "lib" prefixes. libfoo2, libfoo-dev, foo-doc and python3-foo are all "foo".
+inline std::string package_family(std::string name) {
+  for (const std::string_view prefix : {"python3-", "python-", "ruby-", "node-", "golang-", "r-cran-", "lib"})
+    if (name.size() > prefix.size() + 1 && name.starts_with(prefix)) {
+      name.erase(0, prefix.size());
+      break;
+    }
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (const std::string_view suffix : {"-dev", "-doc", "-dbg", "-data", "-common", "-bin", "-utils", "-tools",
+                                          "-examples", "-l10n", "-plugins", "-perl", "-java"})
+      if (name.size() > suffix.size() + 1 && name.ends_with(suffix)) {
+        name.resize(name.size() - suffix.size());
+        changed = true;
+      }
+  }
+  // a soname version: libfoo2 and libfoo2.1 are foo; a name that is all digits stays
+  auto end = name.find_last_not_of("0123456789.");
+  if (end != std::string::npos && end + 1 < name.size()) {
+    if (name[end] == '-') --end;  // libfoo-2
+    if (end != std::string::npos) name.resize(end + 1);
+  }
+  return name;
 }
 
 inline std::string short_line(const std::string& text, std::size_t width) {
@@ -49,10 +81,10 @@ inline int search(Args& args) {
   const int64_t limit = args.integer("--limit", std::numeric_limits<int64_t>::max());
   const int64_t k = args.integer("--k", 10);
   const bool rebuild = args.flag("--rebuild");  // encode the corpus even when a cached index matches
+  const bool dedupe = args.flag("--dedupe");
   args.check_all_used(search_usage);
   ca::detail::require(fs::exists(model_dir / "model.safetensors"), "search: no model at ", model_dir.string(),
                       " (train one with `bash scripts/main.sh`, or pass --model models/all-MiniLM-L6-v2)");
-  const ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 128};
 
   // The corpus, in file order, and the packages' short descriptions (the dataset's queries
   // of every split) to show next to each hit.
@@ -69,10 +101,14 @@ inline int search(Args& args) {
   auto encoder = ca::load_bert(model_dir);
   const auto tok = ca::tokenizers::load_tokenizer(model_dir);
   ca::tokenizers::require_fits_model(tok, encoder->config().vocab_size, model_dir.string());
+  // The model's prompts (saved by the main job's export) are applied as in training.
+  const ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 128,
+                                    .query_prompt = st.query_prompt, .passage_prompt = st.document_prompt};
 
   const auto fingerprint =
       detail::index_fingerprint(model_dir, data / "corpus.jsonl", static_cast<int64_t>(corpus.size()),
-                                tokenize.passage_max_length);
+                                tokenize.passage_max_length) +
+      "\npassage prompt: " + tokenize.passage_prompt;
   std::ostringstream name;
   name << "index-" << std::hex << std::setw(16) << std::setfill('0') << std::hash<std::string>{}(fingerprint)
        << ".safetensors";
@@ -104,16 +140,46 @@ inline int search(Args& args) {
   }
 
   auto answer = [&](const std::string& query) {
-    const auto q = ca::embed_texts(encoder, Reader{}, tok, std::vector<std::string>{query},
+    const auto q = ca::embed_texts(encoder, Reader{}, tok, std::vector<std::string>{ca::query_text(query, tokenize)},
                                    {.max_length = tokenize.query_max_length});  // (1, H)
-    const auto top = ca::exact_search(q, docs, {.k = k});
-    std::cout << "\nquery: " << query << "\n";
+    // --dedupe looks deeper, so k families remain after the collapse
+    const int64_t depth = std::min<int64_t>(docs.size(0), dedupe ? std::max<int64_t>(k * 8, 50) : k);
+    const auto top = ca::exact_search(q, docs, {.k = depth});
+    struct Row {
+      std::size_t doc;
+      float score;
+      std::vector<std::string> family;  // the collapsed hits of its family (--dedupe)
+    };
+    std::vector<Row> rows;
+    std::unordered_map<std::string, std::size_t> row_of_family;
     for (int64_t r = 0; r < top.indices.size(1); ++r) {
-      const auto& p = corpus[static_cast<std::size_t>(top.indices[0][r].item<int64_t>())];
+      const auto doc = static_cast<std::size_t>(top.indices[0][r].item<int64_t>());
+      if (dedupe) {
+        auto family = detail::package_family(corpus[doc].id);
+        if (const auto it = row_of_family.find(family); it != row_of_family.end()) {
+          rows[it->second].family.push_back(corpus[doc].id);
+          continue;
+        }
+        if (static_cast<int64_t>(rows.size()) == k) continue;  // past k: only shown families still collect hits
+        row_of_family.emplace(std::move(family), rows.size());
+      } else if (static_cast<int64_t>(rows.size()) == k) {
+        break;
+      }
+      rows.push_back({doc, top.scores[0][r].item<float>(), {}});
+    }
+    std::cout << "\nquery: " << query << "\n" << std::setw(4) << "#" << "  " << std::setw(6) << "score" << "  "
+              << std::left << std::setw(28) << "package" << std::right << "  short description\n";
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      const auto& p = corpus[rows[r].doc];
       const auto it = summary.find(p.id);
-      std::cout << std::setw(4) << r + 1 << "  " << std::fixed << std::setprecision(4) << top.scores[0][r].item<float>()
-                << "  " << std::left << std::setw(28) << p.id << std::right << "  "
+      std::cout << std::setw(4) << r + 1 << "  " << std::fixed << std::setprecision(4) << rows[r].score << "  "
+                << std::left << std::setw(28) << p.id << std::right << "  "
                 << detail::short_line(it != summary.end() ? it->second : p.text, 70) << "\n";
+      if (!rows[r].family.empty()) {
+        std::cout << "                  also:";
+        for (const auto& id : rows[r].family) std::cout << " " << id;
+        std::cout << "\n";
+      }
     }
     std::cout << std::flush;
   };

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 namespace retrieval {
@@ -41,12 +42,15 @@ struct TrainConfig {
   bool mine_negatives = false;    ///< --mine-negatives: mine hard negatives with the pretrained model first
   int64_t negatives = 1;          ///< --negatives: mined negatives per query (m)
   int64_t mine_corpus = 10000;    ///< --mine-corpus: passages the mining searches
+  /// --query-prompt / --passage-prompt: instruction prefixes per side (E5's "query: ",
+  /// "passage: "); unset: the model folder's prompts (config_sentence_transformers.json)
+  std::optional<std::string> query_prompt, passage_prompt;
 };
 
 inline constexpr const char* train_usage =
     "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR] [--save-every N] "
     "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--train FILE] [--lr X] [--precision fp32|bf16|fp16] [--train-queries N] [--mine-negatives [--negatives M] [--mine-corpus N]] "
-    "[--resume | --fresh] [--nproc N]";
+    "[--query-prompt TEXT] [--passage-prompt TEXT] [--resume | --fresh] [--nproc N]";
 
 inline constexpr const char* train_help =
     "  the main job: fine-tunes a sentence-transformers model with ContAccum (N_local pairs per\n"
@@ -65,6 +69,9 @@ inline constexpr const char* train_help =
     "                   N_total x steps queries a run draws. --negatives M (default 1), --mine-corpus N\n"
     "                   passages searched (default 10000)\n"
     "  --model DIR      a sentence-transformers folder (default models/all-MiniLM-L6-v2)\n"
+    "  --query-prompt TEXT, --passage-prompt TEXT   prepended to every query / passage (E5 uses\n"
+    "                   \"query: \" and \"passage: \"); default: the model folder's prompts, if any.\n"
+    "                   The export saves them: sentence-transformers' encode_query/encode_document apply them\n"
     "  --out DIR        run folder: log.jsonl, checkpoints/, metrics.json, plots, model/ (default out/main)\n"
     "  --save-every N   checkpoint every N steps (default 20); --eval-every N: dev evaluation (default 20)\n"
     "  --eval-queries N, --eval-corpus N   the test evaluation's size (default 1000 queries, 10000 passages)\n"
@@ -204,16 +211,22 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
     for (auto i : order) subset.push_back(std::move(examples[i]));
     examples = std::move(subset);
   }
+  const auto st = ca::read_sentence_transformer_config(c.model);
+  ca::require_pooling<Reader>(st, c.model.string());
+  c.tokenize.query_prompt = c.query_prompt.value_or(st.query_prompt);
+  c.tokenize.passage_prompt = c.passage_prompt.value_or(st.document_prompt);
+  if (!c.tokenize.query_prompt.empty() || !c.tokenize.passage_prompt.empty())
+    say << "  prompts: query \"" << c.tokenize.query_prompt << "\", passage \"" << c.tokenize.passage_prompt << "\"\n";
   const EvalSet eval = make_eval_set(test, c.eval_queries, c.eval_corpus, c.seed, c.tokenize);
   const EvalSet dev_eval = make_eval_set(dev, c.dev_queries, c.dev_corpus, c.seed, c.tokenize);
+  const auto training_queries = std::ssize(examples);  // for the model card
   say << "  " << examples.size() << " training queries; evaluation: " << eval.queries.size()
             << " test queries against " << eval.passages.size() << " passages (dev: " << dev_eval.queries.size()
             << " against " << dev_eval.passages.size() << ")" << std::endl;
 
   const auto tok = ca::tokenizers::WordPiece::from_pretrained(c.model);
-  const auto st = ca::read_sentence_transformer_config(c.model);
-  ca::require_pooling<Reader>(st, c.model.string());
   Model model(ca::load_bert(c.model));
+  model->query_encoder->set_unpadded(true);  // per-token work on real tokens only (one shared tower)
   ca::tokenizers::require_fits_model(tok, model->query_encoder->config().vocab_size, c.model.string());
 
   if (c.mine_negatives) {  // rank 0 mines and writes mined.jsonl; the other ranks read it
@@ -310,7 +323,24 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
   const auto tmp_model = c.out / ".tmp-model";
   fs::remove_all(tmp_model);
   try {
-    ca::save_sentence_transformer<Reader>(model->query_encoder, c.model, tmp_model, st.max_seq_length);
+    ca::ModelCard card{
+        .base_model = c.model.filename().string(),
+        .datasets = c.train_file.empty() ? ca::detail::cat("the train split of ", c.data.string(), " (BEIR folder), ",
+                                                           training_queries, " queries")
+                                         : ca::detail::cat(c.train_file.string(), ", ", training_queries, " queries"),
+        .training = ca::detail::cat("ContAccum with a dual memory bank: N_local ", c.n_local, ", N_total ", c.n_total,
+                                    ", N_memory ", c.bank, ", ", c.steps, " steps, lr ", c.learning_rate,
+                                    ", cosine similarity / temperature ", c.temperature, ", ", m,
+                                    " hard negatives per query", c.mine_negatives ? " (mined)" : "", ", ",
+                                    ca::to_string(c.precision), world > 1 ? ca::detail::cat(", ", world, " ranks") : ""),
+        .evaluated_on = ca::detail::cat(eval.queries.size(), " test queries of ", c.data.string(), " against ",
+                                        eval.passages.size(), " passages (their positives and seeded distractors)")};
+    for (std::size_t i = 0; i < after.measures.size(); ++i) card.metrics.emplace_back(after.measures[i], after.mean[i]);
+    ca::save_sentence_transformer<Reader>(model->query_encoder, c.model, tmp_model,
+                                          ca::SentenceTransformerExport{.max_seq_length = st.max_seq_length,
+                                                                        .query_prompt = c.tokenize.query_prompt,
+                                                                        .document_prompt = c.tokenize.passage_prompt,
+                                                                        .card = std::move(card)});
   } catch (...) {  // a failed export (a full disk) leaves no half folder behind
     std::error_code ec;
     fs::remove_all(tmp_model, ec);
@@ -373,7 +403,7 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
             << table.str() << "\n  loss on a fixed batch of " << probe.size()
             << " training pairs (in-batch negatives): " << probe_before << " before, " << probe_after << " after"
             << (probe_after < probe_before ? ": the loss fell" : ": the loss did NOT fall") << "\n  model exported to "
-            << out_model << " (sentence-transformers folder); reloaded, max abs embedding difference " << reload_diff
+            << out_model << " (sentence-transformers folder, model card in README.md); reloaded, max abs embedding difference " << reload_diff
             << (reload_diff <= 1e-5 ? ": the export reloads identically" : ": the export does NOT reload")
             << "\n  log " << (c.out / "log.jsonl").string() << ", metrics " << (c.out / "metrics.json").string()
             << (fs::exists(c.out / "training.png") && fs::exists(c.out / "metrics.png") ? "\n  plots drawn: "
@@ -417,6 +447,8 @@ inline int train(Args& args) {
   c.precision = ca::parse_precision(args.text("--precision", "fp32"), "--precision");
   c.learning_rate = args.real("--lr", c.learning_rate);
   c.mine_negatives = args.flag("--mine-negatives");
+  if (args.given("--query-prompt")) c.query_prompt = args.text("--query-prompt", "");
+  if (args.given("--passage-prompt")) c.passage_prompt = args.text("--passage-prompt", "");
   c.train_queries = args.integer("--train-queries", 0);
   if (c.mine_negatives) {
     c.negatives = args.integer("--negatives", c.negatives);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -82,6 +83,9 @@ public:
   /// Whether the option was given at all (it still has to be read to count as used).
   [[nodiscard]] bool given(const std::string& name) const { return values_.contains(name); }
   [[nodiscard]] bool flag(const std::string& name) {
+    // A flag the constructor was not told of would have taken the next argument as its value.
+    if (std::find(flags_.begin(), flags_.end(), name) == flags_.end())
+      throw std::logic_error("Args: " + name + " is read as a flag but was not declared as one");
     used_.insert(name);
     return values_.contains(name);
   }

@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -143,6 +144,90 @@ TEST_CASE("save_sentence_transformer: the folder loads in sentence-transformers 
   CHECK(info["class"] == "BertModel");
   CHECK(info["missing_keys"].empty());
   CHECK(info["unexpected_keys"].empty());
+}
+
+TEST_CASE("An export with prompts and a model card: encode_query/encode_document apply our prompts",
+          "[sentence_transformers][python][prompts]") {
+  auto bert = load_bert(minilm_dir);
+  const auto dir = scratch() / "exported_prompts";
+  fs::remove_all(dir);
+  ModelCard card{.base_model = "sentence-transformers/all-MiniLM-L6-v2",
+                 .datasets = "Debian package descriptions",
+                 .training = "ContAccum, N_local 16, N_total 64, N_memory 512",
+                 .metrics = {{"nDCG@10", 0.9021}, {"MRR@10", 0.8789}},
+                 .evaluated_on = "1,000 test queries against 10,000 passages"};
+  save_sentence_transformer<Reader>(
+      bert, minilm_dir, dir,
+      SentenceTransformerExport{.max_seq_length = 128, .query_prompt = "query: ", .document_prompt = "passage: ", .card = card});
+  const auto st = read_sentence_transformer_config(dir);
+  CHECK(st.query_prompt == "query: ");
+  CHECK(st.document_prompt == "passage: ");
+  CHECK(st.max_seq_length == 128);
+
+  // 60 sentences are enough here: the encoder itself is checked on all of them above.
+  const std::vector<std::string> lines(sentences().begin(), sentences().begin() + 60);
+  const auto lines_file = scratch() / "prompt_lines.txt";
+  {
+    std::ofstream out(lines_file, std::ios::binary);
+    for (const auto& l : lines) out << l << "\n";
+  }
+  const auto out = scratch() / "prompts.json";
+  REQUIRE(test::run_python_reference("st_reference.py",
+                                     "prompts " + dir.string() + " " + lines_file.string() + " " + out.string()));
+  const auto j = json::parse(std::ifstream(out));
+  CHECK(j["prompts"]["query"] == "query: ");
+  CHECK(j["prompts"]["document"] == "passage: ");
+  CHECK(j["default_prompt_name"].is_null());
+  auto rows = [](const json& a) {
+    const auto v = a.get<std::vector<std::vector<double>>>();
+    auto t = torch::empty({static_cast<int64_t>(v.size()), static_cast<int64_t>(v.front().size())}, torch::kDouble);
+    for (std::size_t i = 0; i < v.size(); ++i) t[static_cast<int64_t>(i)] = torch::tensor(v[i], torch::kDouble);
+    return t;
+  };
+  const auto theirs_q = rows(j["query"]);
+  const auto theirs_d = rows(j["document"]);
+
+  const auto tok = tokenizers::load_tokenizer(dir);
+  const TokenizeConfig prompts{.query_prompt = st.query_prompt, .passage_prompt = st.document_prompt};
+  std::vector<std::string> q_texts, d_texts;
+  for (const auto& l : lines) {
+    q_texts.push_back(query_text(l, prompts));
+    d_texts.push_back(passage_text(Passage{.text = l}, prompts));
+  }
+  CHECK(q_texts.front() == "query: " + lines.front());
+  CHECK(d_texts.front() == "passage: " + lines.front());
+  const auto ours_q = embed_texts(bert, Reader{}, tok, q_texts, {.max_length = 128}).to(torch::kDouble);
+  const auto ours_d = embed_texts(bert, Reader{}, tok, d_texts, {.max_length = 128}).to(torch::kDouble);
+  CHECK((ours_q - theirs_q).abs().max().item<double>() <= 1e-5);
+  CHECK((ours_d - theirs_d).abs().max().item<double>() <= 1e-5);
+  // The prompts change the embeddings: the comparison would fail without them.
+  const auto plain = embed_texts(bert, Reader{}, tok, lines, {.max_length = 128}).to(torch::kDouble);
+  CHECK((plain - theirs_q).abs().max().item<double>() > 1e-3);
+  CHECK((theirs_q - theirs_d).abs().max().item<double>() > 1e-3);
+
+  // The model card names the base model, the data, the strategy and the metrics.
+  REQUIRE(fs::exists(dir / "README.md"));
+  std::ifstream readme_in(dir / "README.md");
+  const std::string readme((std::istreambuf_iterator<char>(readme_in)), std::istreambuf_iterator<char>());
+  CHECK(readme.starts_with("---\nlibrary_name: sentence-transformers\n"));
+  CHECK(readme.find("base_model: sentence-transformers/all-MiniLM-L6-v2") != std::string::npos);
+  CHECK(readme.find("Debian package descriptions") != std::string::npos);
+  CHECK(readme.find("ContAccum, N_local 16") != std::string::npos);
+  CHECK(readme.find("| nDCG@10 | 0.9021 |") != std::string::npos);
+  CHECK(readme.find("\"query: \"") != std::string::npos);
+}
+
+TEST_CASE("config_sentence_transformers.json prompts of the wrong type are named", "[sentence_transformers][errors]") {
+  auto bert = load_bert(minilm_dir);
+  const auto dir = scratch() / "bad_prompts";
+  fs::remove_all(dir);
+  save_sentence_transformer<Reader>(bert, minilm_dir, dir);
+  CHECK(read_sentence_transformer_config(dir).query_prompt.empty());
+  std::ofstream(dir / "config_sentence_transformers.json") << R"({"prompts": {"query": 3}})";
+  CHECK_THROWS_WITH(read_sentence_transformer_config(dir), Catch::Contains("config_sentence_transformers.json") &&
+                                                              Catch::Contains("prompts.query") && Catch::Contains("a string"));
+  std::ofstream(dir / "config_sentence_transformers.json") << R"({"prompts": ["query: "]})";
+  CHECK_THROWS_WITH(read_sentence_transformer_config(dir), Catch::Contains("\"prompts\" must be an object"));
 }
 
 TEST_CASE("An XLM-RoBERTa export with a Unigram tokenizer loads in sentence-transformers with our embeddings",

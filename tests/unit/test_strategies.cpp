@@ -226,3 +226,85 @@ TEST_CASE("The score cache stays exact after a failed step is rolled back", "[co
     CHECK(test::relative_error(ga, gb) <= 1e-10);
   }
 }
+
+TEST_CASE("Unpadded BERT: the padded layout's hidden states and gradients; GradCache and recompute stay exact on it",
+          "[strategy][unpadded]") {
+  for (const std::string type : {"bert", "roberta"}) {
+    INFO("model_type " << type);
+    auto config = test::tiny_bert(0.0);
+    config.model_type = type;
+    config.pad_token_id = type == "bert" ? 0 : 1;
+    torch::manual_seed(31);
+    Bert padded(config);
+    padded->to(torch::kFloat64);
+    Bert unpadded(config);
+    unpadded->to(torch::kFloat64);
+    {
+      torch::NoGradGuard no_grad;
+      auto from = padded->parameters();
+      auto to = unpadded->parameters();
+      for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+    }
+    unpadded->set_unpadded(true);
+    CHECK(unpadded->unpadded());
+    CHECK_FALSE(padded->unpadded());
+
+    // Rows of lengths 9, 3, 6, 1 in a (4, 9) batch; padding ids are pad_token_id.
+    auto mask = (torch::arange(9).unsqueeze(0) < torch::tensor({9, 3, 6, 1}).unsqueeze(1)).to(torch::kLong);  // (4, 9)
+    auto ids = torch::where(mask.ne(0), torch::randint(2, 120, {4, 9}), torch::full({4, 9}, config.pad_token_id));
+    auto types = torch::randint(0, 2, {4, 9}) * mask;
+    auto target = torch::randn({4, 9, 32}, torch::kFloat64);
+
+    auto run = [&](Bert& model) {
+      model->train();
+      test::zero_grads(model->parameters());
+      auto h = model(ids, mask, types);  // (4, 9, 32)
+      (h * target * mask.unsqueeze(-1)).sum().backward();
+      return std::pair{h.detach(), test::grads_of(model->parameters())};
+    };
+    auto [h_pad, g_pad] = run(padded);
+    auto [h_unpad, g_unpad] = run(unpadded);
+    const auto real = mask.ne(0);
+    CHECK((h_unpad.index({real}) - h_pad.index({real})).abs().max().item<double>() <= 1e-12);
+    CHECK(h_unpad.index({real.logical_not()}).abs().max().item<double>() == 0.0);  // padding rows are zeros
+    CHECK(h_pad.index({real.logical_not()}).abs().max().item<double>() > 0.0);     // ... unlike the padded layout's
+    const double err = test::relative_error(g_unpad, g_pad);
+    INFO("relative gradient error " << err);
+    CHECK(err <= 1e-10);
+
+    // A batch without padding takes the padded path unchanged.
+    auto full = torch::ones({2, 5}, torch::kLong);
+    auto dense_ids = torch::randint(2, 120, {2, 5});
+    torch::NoGradGuard no_grad;
+    CHECK((unpadded(dense_ids, full) - padded(dense_ids, full)).abs().max().item<double>() == 0.0);
+  }
+
+}
+
+TEST_CASE("GradCache equals FullBatch on unpadded BERT with dropout, with and without recompute", "[strategy][unpadded]") {
+  {
+    torch::manual_seed(32);
+    Dual model(test::tiny_bert(0.1));
+    model->to(torch::kFloat64);
+    model->query_encoder->set_unpadded(true);
+    model->passage_encoder->set_unpadded(true);
+    auto data = test::tiny_data(/*m=*/1);
+    const auto batch = data.next(10);
+    REQUIRE(batch.positives.attention_mask.eq(0).any().item<bool>());  // the point: there is padding
+    InfoNCE<> loss;
+    auto full = gradients(model, FullBatch<>({.encode_chunk = 4}), loss, batch, 4, 9);
+    auto cache = gradients(model, GradCache<>(), loss, batch, 4, 9);
+    CHECK(test::relative_error(cache, full) <= 1e-10);
+
+    model->query_encoder->set_gradient_checkpointing(true);
+    model->passage_encoder->set_gradient_checkpointing(true);
+    auto recomputed = gradients(model, GradCache<>(), loss, batch, 4, 9);
+    CHECK(test::relative_error(recomputed, full) <= 1e-10);
+
+    // Control: dropout draws differ between the layouts, so the padded gradient is another one.
+    model->query_encoder->set_unpadded(false);
+    model->passage_encoder->set_unpadded(false);
+    auto padded = gradients(model, GradCache<>(), loss, batch, 4, 9);
+    CHECK(test::relative_error(padded, full) > 1e-3);
+  }
+}

@@ -26,9 +26,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include <contaccum/version.hpp>
+
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
+#include <optional>
+#include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 #include <string_view>
 #include <concepts>
 #include <type_traits>
@@ -41,6 +48,10 @@ struct SentenceTransformerConfig {
   bool normalize = false;             ///< a Normalize module follows the pooling
   int64_t max_seq_length = 256;       ///< tokens per text, specials included
   int64_t embedding_dimension = 0;
+  /// config_sentence_transformers.json's `prompts`: the text prepended to queries ("query")
+  /// and to documents ("document", else "passage", else "corpus"); empty when absent.
+  std::string query_prompt;
+  std::string document_prompt;
 };
 
 namespace detail {
@@ -134,6 +145,19 @@ template <class T>
     }
   }
   detail::require(seen_pooling, where, ": no Pooling module");
+  if (const auto st_file = dir / "config_sentence_transformers.json"; std::filesystem::exists(st_file)) {
+    const auto j = detail::read_json_file(st_file, "sentence-transformers config");
+    const auto sw = st_file.string();
+    detail::require(j.is_object(), sw, ": not a JSON object");
+    if (const auto it = j.find("prompts"); it != j.end() && !it->is_null()) {
+      detail::require(it->is_object(), sw, ": \"prompts\" must be an object of name -> text, got ", it->dump());
+      c.query_prompt = detail::st_field<std::string>(*it, "query", "", sw, "prompts.query");
+      for (const auto* name : {"document", "passage", "corpus"}) {
+        c.document_prompt = detail::st_field<std::string>(*it, name, "", sw, std::string("prompts.") + name);
+        if (!c.document_prompt.empty()) break;
+      }
+    }
+  }
   return c;
 }
 
@@ -156,17 +180,67 @@ inline void save_encoder_folder(const Llama& model, const std::filesystem::path&
 template <class E>
 concept SentenceTransformerEncoder = std::same_as<E, Bert> || std::same_as<E, GptNeox> || std::same_as<E, Llama>;
 
-/// \brief Writes a sentence-transformers folder: the encoder's checkpoint (save_bert,
-///        save_gpt_neox or save_llama), the tokenizer files copied from `tokenizer_dir`,
-///        modules.json, 1_Pooling/config.json for reader `P`, 2_Normalize when `P`
-///        normalises, sentence_bert_config.json. The classic layout is written, which
-///        sentence-transformers 2 to 6 all read. For a decoder read with LastTokenPooling,
-///        give the tokenizer a padding token (tokenizer_config.json's pad_token):
-///        sentence-transformers pads batches.
+/// \brief What a model card README says about the training run that made the model.
+struct ModelCard {
+  std::string base_model;  ///< e.g. "sentence-transformers/all-MiniLM-L6-v2"
+  std::string datasets;    ///< the training data, e.g. "Debian package descriptions (BEIR folder)"
+  std::string training;    ///< strategy and its settings, e.g. "ContAccum, N_local 16, N_total 64"
+  std::vector<std::pair<std::string, double>> metrics;  ///< e.g. {"nDCG@10", 0.902}
+  std::string evaluated_on;  ///< what the metrics were measured on
+};
+
+/// \brief What save_sentence_transformer writes besides the weights and the tokenizer.
+struct SentenceTransformerExport {
+  int64_t max_seq_length = 256;  ///< tokens per text, specials included
+  std::string query_prompt;      ///< written as prompts.query (what encode_query prepends)
+  std::string document_prompt;   ///< written as prompts.document (what encode_document prepends)
+  std::optional<ModelCard> card; ///< a README.md model card when given
+};
+
+namespace detail {
+// The model card: a YAML header the Hugging Face hub reads (library, tags, base model),
+// then how to load the model, the prompts, the training run and its metrics.
+[[nodiscard]] inline std::string model_card_text(const ModelCard& card, const SentenceTransformerExport& e,
+                                                 std::string_view pooling, bool normalize, int64_t dim) {
+  std::ostringstream os;
+  os << "---\nlibrary_name: sentence-transformers\npipeline_tag: sentence-similarity\ntags:\n"
+     << "- sentence-transformers\n- sentence-similarity\n- contaccum\n";
+  if (!card.base_model.empty()) os << "base_model: " << card.base_model << "\n";
+  os << "---\n\n# " << (card.base_model.empty() ? std::string("A contaccum model") : card.base_model + ", fine-tuned")
+     << "\n\nTrained with contaccum " << CONTACCUM_VERSION_MAJOR << "." << CONTACCUM_VERSION_MINOR << "."
+     << CONTACCUM_VERSION_PATCH << ". Embeddings of " << dim << " dimensions, "
+     << pooling << " pooling" << (normalize ? ", normalised (cosine similarity)" : " (dot-product similarity)")
+     << ", at most " << e.max_seq_length << " tokens per text.\n\n";
+  os << "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\"path/to/this/folder\")\n"
+     << "queries = model.encode_query([\"...\"])\ndocuments = model.encode_document([\"...\"])\n"
+     << "scores = model.similarity(queries, documents)\n```\n\n";
+  if (!e.query_prompt.empty() || !e.document_prompt.empty()) {
+    os << "## Prompts\n\n`encode_query` prepends \"" << e.query_prompt << "\", `encode_document` prepends \""
+       << e.document_prompt << "\" (config_sentence_transformers.json, `prompts`). Plain `encode` adds none.\n\n";
+  }
+  os << "## Training\n\n";
+  if (!card.base_model.empty()) os << "- Base model: " << card.base_model << "\n";
+  if (!card.datasets.empty()) os << "- Data: " << card.datasets << "\n";
+  if (!card.training.empty()) os << "- Strategy: " << card.training << "\n";
+  if (!card.metrics.empty()) {
+    os << "\n## Evaluation\n\n";
+    if (!card.evaluated_on.empty()) os << card.evaluated_on << "\n\n";
+    os << "| metric | value |\n|---|---:|\n";
+    for (const auto& [name, value] : card.metrics) os << "| " << name << " | " << std::fixed << std::setprecision(4) << value << " |\n";
+  }
+  return os.str();
+}
+}  // namespace detail
+
+/// \brief As below, with the prompts and the model card of `e`: prompts go to
+///        config_sentence_transformers.json (sentence-transformers' encode_query and
+///        encode_document prepend them), the card to README.md.
 template <Pooler P, SentenceTransformerEncoder E>
 void save_sentence_transformer(const E& model, const std::filesystem::path& tokenizer_dir,
-                               const std::filesystem::path& dir, int64_t max_seq_length = 256) {
+                               const std::filesystem::path& dir, const SentenceTransformerExport& e) {
   namespace fs = std::filesystem;
+  const int64_t max_seq_length = e.max_seq_length;
+  detail::require(max_seq_length > 0, "save_sentence_transformer: max_seq_length must be positive, got ", max_seq_length);
   detail::save_encoder_folder(model, dir);
   bool copied = false;
   for (const auto* name : {"tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model",
@@ -196,8 +270,30 @@ void save_sentence_transformer(const E& model, const std::filesystem::path& toke
                       {"pooling_mode_mean_sqrt_len_tokens", false},
                       {"pooling_mode_lasttoken", names::mode == "lasttoken"}});
   detail::write_json_file(dir / "sentence_bert_config.json", {{"max_seq_length", max_seq_length}, {"do_lower_case", false}});
+  nlohmann::json prompts = nlohmann::json::object();
+  if (!e.query_prompt.empty()) prompts["query"] = e.query_prompt;
+  if (!e.document_prompt.empty()) prompts["document"] = e.document_prompt;
   detail::write_json_file(dir / "config_sentence_transformers.json",
-                     {{"similarity_fn_name", names::normalize ? "cosine" : "dot"}});
+                          {{"similarity_fn_name", names::normalize ? "cosine" : "dot"},
+                           {"prompts", prompts},
+                           {"default_prompt_name", nullptr}});
+  if (e.card) {
+    const auto text = detail::model_card_text(*e.card, e, names::mode, names::normalize, model->hidden_size());
+    detail::write_file_atomically(dir / "README.md", text);
+  }
+}
+
+/// \brief Writes a sentence-transformers folder: the encoder's checkpoint (save_bert,
+///        save_gpt_neox or save_llama), the tokenizer files copied from `tokenizer_dir`,
+///        modules.json, 1_Pooling/config.json for reader `P`, 2_Normalize when `P`
+///        normalises, sentence_bert_config.json. The classic layout is written, which
+///        sentence-transformers 2 to 6 all read. For a decoder read with LastTokenPooling,
+///        give the tokenizer a padding token (tokenizer_config.json's pad_token):
+///        sentence-transformers pads batches.
+template <Pooler P, SentenceTransformerEncoder E>
+void save_sentence_transformer(const E& model, const std::filesystem::path& tokenizer_dir,
+                               const std::filesystem::path& dir, int64_t max_seq_length = 256) {
+  save_sentence_transformer<P>(model, tokenizer_dir, dir, SentenceTransformerExport{.max_seq_length = max_seq_length});
 }
 
 }  // namespace contaccum

@@ -43,7 +43,7 @@ template <tokenizers::Tokenizer T>
   PairTokenCounts out{.pairs = pairs.size()};
   int64_t query = 0, positive = 0, negatives = 0;
   for (const auto& pair : pairs) {
-    const auto q = static_cast<int64_t>(tok.encode(pair.query, q_opts).size());
+    const auto q = static_cast<int64_t>(tok.encode(query_text(pair.query, config), q_opts).size());
     const auto p = static_cast<int64_t>(tok.encode(passage_text(pair.positive, config), p_opts).size());
     query += q;
     positive += p;

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace contaccum {
@@ -33,12 +34,24 @@ struct TokenizeConfig {
   std::size_t query_max_length = 32;     ///< tokens per query, specials included
   std::size_t passage_max_length = 128;  ///< tokens per passage, specials included
   bool title_in_passage = true;          ///< passage text = title + " " + text when a title exists
+  /// Instruction prefixes per side, as E5 ("query: ", "passage: ") and BGE use them: prepended to
+  /// the text before tokenization, like sentence-transformers' `prompts`. Empty: none.
+  std::string query_prompt;
+  std::string passage_prompt;
 };
 
-/// \brief The text a passage is encoded from.
+/// \brief The text a query is encoded from: the query prompt, then the query.
+[[nodiscard]] inline std::string query_text(std::string_view query, const TokenizeConfig& c = {}) {
+  std::string out;
+  out.reserve(c.query_prompt.size() + query.size());
+  out.append(c.query_prompt).append(query);
+  return out;
+}
+
+/// \brief The text a passage is encoded from: the passage prompt, then title + " " + text.
 [[nodiscard]] inline std::string passage_text(const Passage& p, const TokenizeConfig& c = {}) {
-  if (!c.title_in_passage || p.title.empty()) return p.text;
-  return p.title + " " + p.text;
+  if (!c.title_in_passage || p.title.empty()) return c.passage_prompt + p.text;
+  return c.passage_prompt + p.title + " " + p.text;
 }
 
 /// \brief Tokenizes pairs into one PairBatch: queries (N, Tq), positives (N, Tp), hard
@@ -54,7 +67,7 @@ template <tokenizers::Tokenizer T>
   for (const auto& pair : pairs) {
     detail::require(pair.hard_negatives.size() == m, "tokenize_pairs: query '", pair.query_id, "' has ",
                     pair.hard_negatives.size(), " hard negatives, the first query has ", m);
-    q.push_back(tok.encode(pair.query, {.add_special_tokens = true, .max_length = c.query_max_length}));
+    q.push_back(tok.encode(query_text(pair.query, c), {.add_special_tokens = true, .max_length = c.query_max_length}));
     p.push_back(tok.encode(passage_text(pair.positive, c), {.add_special_tokens = true, .max_length = c.passage_max_length}));
     for (const auto& neg : pair.hard_negatives)
       n.push_back(tok.encode(passage_text(neg, c), {.add_special_tokens = true, .max_length = c.passage_max_length}));

@@ -101,6 +101,35 @@ inline torch::Tensor attention_mask_bias(const torch::Tensor& mask, torch::Scala
       .masked_fill_(mask.eq(0).view({mask.size(0), 1, 1, mask.size(1)}), -std::numeric_limits<double>::infinity());
 }
 
+/// \brief The real tokens of a padded (B, T) batch as the rows of one (n, H) matrix: the
+///        unpadded layout, where every per-token op (embeddings, LayerNorm, the linear maps,
+///        the GELU) skips the padding, and only attention sees (B, T) again.
+struct TokenPacking {
+  torch::Tensor index;  // (n) int64: flat positions b * T + t of the real tokens, in row order
+  int64_t batch = 0, length = 0;
+
+  // (B, T, ...) -> (n, ...): the real positions of a padded tensor.
+  [[nodiscard]] torch::Tensor pack(const torch::Tensor& x) const {
+    auto flat = x.dim() == 2 ? x.reshape({batch * length}) : x.reshape({batch * length, x.size(-1)});
+    return flat.index_select(0, index);
+  }
+  // (n, H) -> (B, T, H), zero at the padding. Differentiable in x (index_copy's backward
+  // gathers the real rows of the gradient).
+  [[nodiscard]] torch::Tensor unpack(const torch::Tensor& x) const {
+    return torch::zeros({batch * length, x.size(-1)}, x.options())
+        .index_copy(0, index, x)
+        .view({batch, length, x.size(-1)});
+  }
+};
+
+// mask: (B, T) -> the packing of its nonzero entries; std::nullopt when no entry is padding
+// (then the padded layout is already the unpadded one).
+[[nodiscard]] inline std::optional<TokenPacking> token_packing(const torch::Tensor& mask) {
+  auto index = mask.reshape({-1}).ne(0).nonzero().squeeze(1);  // (n)
+  if (index.size(0) == mask.numel()) return std::nullopt;
+  return TokenPacking{std::move(index), mask.size(0), mask.size(1)};
+}
+
 struct BertEmbeddingsImpl : torch::nn::Module {
   explicit BertEmbeddingsImpl(const BertConfig& c)
       : word_embeddings(register_module("word_embeddings", torch::nn::Embedding(c.vocab_size, c.hidden_size))),
@@ -114,23 +143,27 @@ struct BertEmbeddingsImpl : torch::nn::Module {
         roberta_positions(uses_roberta_positions(c)),
         padding_idx(c.pad_token_id) {}
 
-  // ids, types: (B, T) -> (B, T, H)
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& types) {
+  // ids, types: (B, T) -> (B, T, H); with a packing, -> (n, H) for its real tokens.
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& types, const TokenPacking* packing = nullptr) {
     const auto t = ids.size(1);
     const auto positions = position_embeddings->weight.size(0);
+    torch::Tensor pos;  // (B, T) or (1, T)
     if (!roberta_positions) {
       detail::require(t <= positions, "sequence length ", t, " exceeds max_position_embeddings ", positions);
-      auto pos = torch::arange(t, ids.options());  // (T)
-      return dropout(LayerNorm(word_embeddings(ids) + position_embeddings(pos).unsqueeze(0) +
-                               token_type_embeddings(types)));
+      pos = torch::arange(t, ids.options()).unsqueeze(0);
+    } else {
+      // RoBERTa: the k-th real id of a row (k = 1, 2, ...) sits at position padding_idx + k
+      // and every padding id at padding_idx, wherever it is in the row (as transformers counts).
+      detail::require(t + padding_idx < positions, "sequence length ", t, " exceeds max_position_embeddings ",
+                      positions, " less the ", padding_idx + 1, " positions RoBERTa reserves");
+      auto real = ids.ne(padding_idx);
+      pos = real.cumsum(1).mul_(real).add_(padding_idx);
     }
-    // RoBERTa: the k-th real id of a row (k = 1, 2, ...) sits at position padding_idx + k and
-    // every padding id at padding_idx, wherever it is in the row (as transformers counts).
-    detail::require(t + padding_idx < positions, "sequence length ", t, " exceeds max_position_embeddings ",
-                    positions, " less the ", padding_idx + 1, " positions RoBERTa reserves");
-    auto real = ids.ne(padding_idx);                      // (B, T)
-    auto pos = real.cumsum(1).mul_(real).add_(padding_idx);  // (B, T)
-    return dropout(LayerNorm(word_embeddings(ids) + position_embeddings(pos) + token_type_embeddings(types)));
+    if (packing == nullptr)
+      return dropout(LayerNorm(word_embeddings(ids) + position_embeddings(pos) + token_type_embeddings(types)));
+    auto packed_pos = packing->pack(pos.expand({ids.size(0), t}));  // (n)
+    return dropout(LayerNorm(word_embeddings(packing->pack(ids)) + position_embeddings(packed_pos) +
+                             token_type_embeddings(packing->pack(types))));  // (n, H)
   }
 
   torch::nn::Embedding word_embeddings, position_embeddings, token_type_embeddings;
@@ -157,10 +190,14 @@ struct BertSelfAttentionImpl : torch::nn::Module {
     return c.num_attention_heads;
   }
 
-  // x: (B, T, H); mask_bias: (B, 1, 1, T), 0 for a real key and -inf for padding -> (B, T, H)
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias) {
-    const auto b = x.size(0), t = x.size(1);
-    auto split = [&](const torch::Tensor& y) { return y.view({b, t, heads, head_size}).transpose(1, 2); };
+  // x: (B, T, H); mask_bias: (B, 1, 1, T), 0 for a real key and -inf for padding -> (B, T, H).
+  // With a packing x is (n, H) and so is the result: q, k, v are laid out padded only for
+  // the attention itself.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias, const TokenPacking* packing = nullptr) {
+    const auto b = packing ? packing->batch : x.size(0), t = packing ? packing->length : x.size(1);
+    auto split = [&](const torch::Tensor& y) {
+      return (packing ? packing->unpack(y) : y).view({b, t, heads, head_size}).transpose(1, 2);
+    };
     auto q = split(query(x)), k = split(key(x)), v = split(value(x));  // (B, nh, T, hd)
     torch::Tensor ctx;
     if (is_training() && p_drop > 0) {
@@ -174,7 +211,8 @@ struct BertSelfAttentionImpl : torch::nn::Module {
     } else {
       ctx = at::scaled_dot_product_attention(q, k, v, mask_bias);
     }
-    return ctx.transpose(1, 2).reshape({b, t, heads * head_size});
+    auto merged = ctx.transpose(1, 2).reshape({b, t, heads * head_size});  // (B, T, H)
+    return packing ? packing->pack(merged) : merged;
   }
 
   int64_t heads, head_size;
@@ -203,8 +241,8 @@ struct BertAttentionImpl : torch::nn::Module {
   explicit BertAttentionImpl(const BertConfig& c)
       : self(register_module("self", BertSelfAttention(c))),
         output(register_module("output", BertResidualOutput(c.hidden_size, c))) {}
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias) {
-    return output(self(x, mask_bias), x);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias, const TokenPacking* packing = nullptr) {
+    return output(self(x, mask_bias, packing), x);
   }
   BertSelfAttention self;
   BertResidualOutput output;
@@ -224,9 +262,9 @@ struct BertLayerImpl : torch::nn::Module {
       : attention(register_module("attention", BertAttention(c))),
         intermediate(register_module("intermediate", BertIntermediate(c))),
         output(register_module("output", BertResidualOutput(c.intermediate_size, c))) {}
-  // (B, T, H) -> (B, T, H)
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias) {
-    auto a = attention(x, mask_bias);
+  // (B, T, H) -> (B, T, H), or (n, H) -> (n, H) with a packing
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_bias, const TokenPacking* packing = nullptr) {
+    auto a = attention(x, mask_bias, packing);
     return output(intermediate(a), a);
   }
   BertAttention attention;
@@ -270,28 +308,31 @@ public:
     auto types = token_type_ids.defined() ? token_type_ids : torch::zeros_like(ids);
     const auto& layers = *encoder->layer;
     const auto first = static_cast<size_t>(first_trainable_layer_.value_or(0));
-    torch::Tensor x, bias;  // (B, T, H), (B, 1, 1, T)
+    // Unpadded: x holds the n real tokens as (n, H) from the embeddings to the last layer.
+    const auto packing = unpadded_ ? detail::token_packing(mask) : std::nullopt;
+    const detail::TokenPacking* pk = packing ? &*packing : nullptr;
+    torch::Tensor x, bias;  // (B, T, H) or (n, H); (B, 1, 1, T)
     {
       // The frozen prefix (BlockFreeze): no graph is recorded, so its activations are freed
       // as soon as the next layer has read them and backward stops at layer `first`.
       std::optional<torch::NoGradGuard> no_grad;
       if (first_trainable_layer_) no_grad.emplace();
-      x = embeddings(ids, types);
+      x = embeddings(ids, types, pk);
       bias = detail::attention_mask_bias(mask, x.scalar_type());
-      for (size_t i = 0; i < first; ++i) x = layers[i]->as<detail::BertLayer>()->forward(x, bias);
+      for (size_t i = 0; i < first; ++i) x = layers[i]->as<detail::BertLayer>()->forward(x, bias, pk);
     }
     for (size_t i = first; i < layers.size(); ++i) {
       if (!gradient_checkpointing_) {
-        x = layers[i]->as<detail::BertLayer>()->forward(x, bias);
+        x = layers[i]->as<detail::BertLayer>()->forward(x, bias, pk);
         continue;
       }
       x = detail::recomputed(
-          [layer = encoder->layer->ptr(i), bias](const torch::Tensor& h) {
-            return layer->as<detail::BertLayer>()->forward(h, bias);
+          [layer = encoder->layer->ptr(i), bias, packing](const torch::Tensor& h) {
+            return layer->as<detail::BertLayer>()->forward(h, bias, packing ? &*packing : nullptr);
           },
           x);
     }
-    return x;
+    return pk ? pk->unpack(x) : x;
   }
 
   [[nodiscard]] int64_t hidden_size() const { return config_.hidden_size; }
@@ -318,6 +359,16 @@ public:
   void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
   [[nodiscard]] bool gradient_checkpointing() const { return gradient_checkpointing_; }
 
+  /// \brief The unpadded layout: the embeddings and every per-token op of a layer (the
+  ///        q/k/v and output projections, the feed-forward, LayerNorm, dropout) run on the
+  ///        real tokens only, as one (n, H) matrix; attention runs on (B, T) with the padding
+  ///        masked, as before. The hidden states of real tokens are those of the padded
+  ///        layout (up to rounding), padding rows come back as zeros, and the gradients are
+  ///        the same: only the work on padding is gone (on batches of retrieval text, about a
+  ///        third of the linear work; docs/benchmarks_train.md). Off by default.
+  void set_unpadded(bool on) { unpadded_ = on; }
+  [[nodiscard]] bool unpadded() const { return unpadded_; }
+
   /// \brief BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm 1/0.
   void reset_parameters() {
     torch::NoGradGuard no_grad;
@@ -334,6 +385,7 @@ private:
   BertConfig config_;
   std::optional<int64_t> first_trainable_layer_;
   bool gradient_checkpointing_ = false;
+  bool unpadded_ = false;
 
 public:
   detail::BertEmbeddings embeddings;

@@ -153,7 +153,7 @@ template <Encoder E, Pooler P, tokenizers::Tokenizer T>
   for (std::size_t i = 0; i < examples.size(); ++i) {
     detail::require(!examples[i].positives.empty(), "mine_hard_negatives: example ", i, " (query id \"", examples[i].query_id,
             "\") has no positive");
-    queries.push_back(examples[i].query);
+    queries.push_back(query_text(examples[i].query, run.tokenize));
     auto& pos = positives[i];
     for (const auto& p : examples[i].positives) {
       const auto text = passage_text(p, run.tokenize);
