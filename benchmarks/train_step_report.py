@@ -30,7 +30,8 @@ for mode in ("mnrl", "cached"):
     bf = median(mode, "contaccum bf16 unpadded")
     if st != st:
         continue
+    bf_cells = f"{bf:.2f} | {unpad / bf:.2f}x" if bf == bf else "not run (no bf16 instructions) | -"
     print(f"| {label[mode]} | {st:.2f} | {pad:.2f} | {st / pad:.2f}x | {unpad:.2f} | **{st / unpad:.2f}x** | "
-          f"{bf:.2f} | {unpad / bf:.2f}x |")
+          f"{bf_cells} |")
 n = min(len(v) for v in runs.values())
 print(f"\nMedians over {n} timed steps per cell (warm-up excluded), sides alternated in one run.")

@@ -162,7 +162,7 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
   const bool has_checkpoint = fs::exists(c.out / "checkpoints" / "latest");
   ca::detail::require(!resume || has_checkpoint, "--resume: no checkpoint in ", (c.out / "checkpoints").string());
   const bool continuing = resume || (has_checkpoint && !finished && !fresh);
-  collective.any_rank(false);  // every rank has looked at the folder before rank 0 changes it
+  (void)collective.any_rank(false);  // a barrier: every rank has looked at the folder before rank 0 changes it
   if (main_rank && !continuing) {
     std::error_code ec;
     fs::remove_all(c.out / "checkpoints", ec);
@@ -243,7 +243,7 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
                                    {.negatives = c.negatives, .pool = c.mine_corpus, .seed = c.seed,
                                     .tokenize = c.tokenize, .model = c.model, .out = c.out},
                                    say);
-    collective.any_rank(false);
+    (void)collective.any_rank(false);  // a barrier: mined.jsonl is written before the other ranks read it
     if (!main_rank) examples = ca::read_training_examples(c.out / "mined.jsonl").records;
     corpus = {};
   }
