@@ -364,8 +364,8 @@ public:
   ///        real tokens only, as one (n, H) matrix; attention runs on (B, T) with the padding
   ///        masked, as before. The hidden states of real tokens are those of the padded
   ///        layout (up to rounding), padding rows come back as zeros, and the gradients are
-  ///        the same: only the work on padding is gone (on batches of retrieval text, about a
-  ///        third of the linear work; docs/benchmarks_train.md). Off by default.
+  ///        the same: only the work on padding is gone (docs/benchmarks_train.md measures the
+  ///        step). Off by default.
   void set_unpadded(bool on) { unpadded_ = on; }
   [[nodiscard]] bool unpadded() const { return unpadded_; }
 
