@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds contaccum (tests, examples, benchmarks) in ./build with 2 jobs.
+# Configures and builds contaccum (tests, examples) in ./build with 2 jobs; the benchmarks
+# build on demand (scripts/bench.sh, or `--target benchmarks`).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"

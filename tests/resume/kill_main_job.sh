@@ -15,7 +15,7 @@ bin="$1"
 work="$2"
 shift 2
 inputs=("$@")
-steps=8
+steps=6
 # small evaluation sets: what is checked here is the run's state, not its metrics
 job=(--quick --steps "$steps" --save-every 2 --eval-every 4 --eval-queries 10 --eval-corpus 60 "${inputs[@]}")
 
