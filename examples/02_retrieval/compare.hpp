@@ -189,8 +189,9 @@ inline int compare(Args& args, const std::string& command_line) {
             << " steps of N_total " << c.n_total << " pairs; memory budget N_local " << c.n_local << " (K = "
             << c.n_total / c.n_local << "); ContAccum N_memory " << c.bank << "; two untied towers from " << c.model
             << std::endl;
-  const auto train_split = ca::read_beir(c.data, "train");
-  const auto dev = ca::read_beir(c.data, "dev");
+  const auto splits = ca::read_beir_splits(c.data, {"train", "dev"});
+  const auto& train_split = splits[0];
+  const auto& dev = splits[1];
   require_queries(train_split, c.data, "train", "trains on");
   require_queries(dev, c.data, "dev", "evaluates on");
   const auto examples = ca::beir_training_examples(train_split);

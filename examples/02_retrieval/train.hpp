@@ -182,8 +182,11 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
   // checkpoint by dev queries; evaluation on test queries.
   std::vector<ca::TextExample> examples;
   std::vector<ca::Passage> corpus;  // what mining searches: the BEIR corpus, or the --train file's passages
+  // one parse of the corpus for every split the job reads
+  auto splits = c.train_file.empty() ? ca::read_beir_splits(c.data, {"dev", "test", "train"})
+                                     : ca::read_beir_splits(c.data, {"dev", "test"});
   if (c.train_file.empty()) {
-    auto train_split = ca::read_beir(c.data, "train");
+    auto& train_split = splits[2];
     require_queries(train_split, c.data, "train", "trains on");
     examples = ca::beir_training_examples(train_split);
     if (c.mine_negatives) corpus = std::move(train_split.corpus);
@@ -196,8 +199,8 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
                         ": ", read.records.size(), " pairs cannot fill one step of N_total ", c.n_total, " pairs");
     examples = std::move(read.records);
   }
-  const auto dev = ca::read_beir(c.data, "dev");
-  const auto test = ca::read_beir(c.data, "test");
+  const auto dev = std::move(splits[0]);
+  const auto test = std::move(splits[1]);
   require_queries(dev, c.data, "dev", "picks the best checkpoint by");
   require_queries(test, c.data, "test", "evaluates on");
   if (quick) examples.resize(std::min<std::size_t>(examples.size(), 40));

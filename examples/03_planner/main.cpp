@@ -312,8 +312,9 @@ int main(int argc, char** argv) try {
 
   // Data: training pairs and pre-training passages from the train split, held-out pairs
   // from the test split (queries and passages never trained on).
-  const auto train = ca::read_beir(c.data, "train");
-  const auto test = ca::read_beir(c.data, "test");
+  const auto splits = ca::read_beir_splits(c.data, {"train", "test"});
+  const auto& train = splits[0];
+  const auto& test = splits[1];
   const auto tok = ca::tokenizers::WordPiece::from_pretrained(c.model);
   const auto train_examples = ca::beir_training_examples(train);
   const auto pool = pairs_of(train_examples, 0, c.pool_pairs, tok, c);

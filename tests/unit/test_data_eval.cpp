@@ -273,6 +273,20 @@ TEST_CASE("BEIR: corpus, queries and qrels of a split; training examples from qr
 
   CHECK_THAT(error_of([&] { (void)read_beir(dir, "dev"); }), Contains("no such file") && Contains("dev.tsv"));
 
+  // several splits from one parse: each equals its read_beir
+  const auto splits = read_beir_splits(dir, {"test", "train"});
+  REQUIRE(splits.size() == 2);
+  for (const auto& [got, want] : {std::pair{&splits[0], &test}, std::pair{&splits[1], &train}}) {
+    CHECK(got->corpus == want->corpus);
+    CHECK(got->queries == want->queries);
+    CHECK(got->qrels == want->qrels);
+    CHECK(got->qrels_stats.records == want->qrels_stats.records);
+    CHECK(got->corpus_stats.records == want->corpus_stats.records);
+  }
+  // a missing split fails before anything is parsed: beir_bad's corpus would fail first otherwise
+  CHECK_THAT(error_of([&] { (void)read_beir_splits(fixture("beir_bad"), {"train", "dev"}); }),
+             Contains("no such file") && Contains("dev.tsv"));
+
   std::vector<std::string> streamed;
   for (const auto& p : beir_corpus(dir / "corpus.jsonl")) streamed.push_back(p.id);
   CHECK(streamed == std::vector<std::string>{"d1", "d2", "d3", "4", "d5"});

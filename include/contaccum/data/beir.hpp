@@ -7,7 +7,8 @@
 ///     qrels/<split>.tsv query-id <TAB> corpus-id <TAB> score, after a header line
 ///
 /// `read_beir(dir, split)` loads a split the way BEIR's GenericDataLoader does (the
-/// corpus, the split's qrels, and the queries those qrels name), for evaluation;
+/// corpus, the split's qrels, and the queries those qrels name), for evaluation, and
+/// `read_beir_splits(dir, {"train", "dev"})` several splits with one parse of the corpus;
 /// `beir_training_examples` turns it into training examples (a query with its documents
 /// of score > 0 as positives). The corpus and queries can also be streamed.
 ///
@@ -133,6 +134,52 @@ using BeirQueries = detail::LineRecords<Query, detail::ParseBeirQuery>;
   return {detail::LineSource(file, "BEIR queries"), options, {}};
 }
 
+namespace detail {
+
+inline std::filesystem::path beir_qrels_file(const std::filesystem::path& dir, const std::string& split) {
+  auto file = dir / "qrels" / (split + ".tsv");
+  if (!std::filesystem::exists(file))
+    bad_file("BEIR qrels", file, "no such file (is '", split, "' a split of ", dir.string(), "?)");
+  return file;
+}
+
+// A split of the folder from its corpus and *all* of its queries (both already read):
+// the split's qrels, checked against them, and the queries those qrels name.
+inline BeirDataset beir_split(const std::filesystem::path& dir, const std::string& split, std::vector<Passage> corpus,
+                              const ReadStats& corpus_stats, const std::vector<Query>& all_queries,
+                              const ReadStats& queries_stats, ReadOptions options) {
+  BeirDataset d;
+  const auto qrels_file = beir_qrels_file(dir, split);
+  d.corpus = std::move(corpus);
+  d.corpus_stats = corpus_stats;
+  d.queries_stats = queries_stats;
+
+  std::unordered_set<std::string> docs, query_ids;
+  docs.reserve(d.corpus.size());
+  for (const auto& p : d.corpus) docs.insert(p.id);
+  for (const auto& q : all_queries) query_ids.insert(q.id);
+
+  // qrels lines are checked against the corpus and the queries as they are read
+  LineRecords<TrecLine, ParseBeirQrelsLine> lines(LineSource(qrels_file, "BEIR qrels"), options, {});
+  for (auto& l : lines) {
+    if (!query_ids.contains(l.qid)) {
+      lines.reject({"query-id", cat("query '", l.qid, "' is not in queries.jsonl")});
+    } else if (!docs.contains(l.docid)) {
+      lines.reject({"corpus-id", cat("document '", l.docid, "' is not in corpus.jsonl")});
+    } else if (!d.qrels[l.qid].emplace(l.docid, static_cast<int>(l.value)).second) {
+      lines.reject({"corpus-id", cat("document '", l.docid, "' given twice for query '", l.qid, "'")});
+    }
+  }
+  d.qrels_stats = lines.stats();
+
+  // BEIR keeps only the queries its qrels name.
+  for (const auto& q : all_queries)
+    if (d.qrels.contains(q.id)) d.queries.push_back(q);
+  return d;
+}
+
+}  // namespace detail
+
 /// \brief Reads a split of a BEIR folder: corpus, the split's qrels, the queries they name.
 ///
 /// \code
@@ -141,36 +188,37 @@ using BeirQueries = detail::LineRecords<Query, detail::ParseBeirQuery>;
 /// \endcode
 [[nodiscard]] inline BeirDataset read_beir(const std::filesystem::path& dir, const std::string& split,
                                            ReadOptions options = {}) {
-  BeirDataset d;
-  const auto qrels_file = dir / "qrels" / (split + ".tsv");
-  if (!std::filesystem::exists(qrels_file))
-    detail::bad_file("BEIR qrels", qrels_file, "no such file (is '", split, "' a split of ", dir.string(), "?)");
-  d.corpus = detail::unique_by_id(beir_corpus(dir / "corpus.jsonl", options), d.corpus_stats);
-  auto all_queries = detail::unique_by_id(beir_queries(dir / "queries.jsonl", options), d.queries_stats);
+  (void)detail::beir_qrels_file(dir, split);  // a missing split fails before the corpus is parsed
+  ReadStats corpus_stats, queries_stats;
+  auto corpus = detail::unique_by_id(beir_corpus(dir / "corpus.jsonl", options), corpus_stats);
+  const auto queries = detail::unique_by_id(beir_queries(dir / "queries.jsonl", options), queries_stats);
+  return detail::beir_split(dir, split, std::move(corpus), corpus_stats, queries, queries_stats, options);
+}
 
-  std::unordered_set<std::string> docs, query_ids;
-  docs.reserve(d.corpus.size());
-  for (const auto& p : d.corpus) docs.insert(p.id);
-  for (const auto& q : all_queries) query_ids.insert(q.id);
-
-  // qrels lines are checked against the corpus and the queries as they are read
-  detail::LineRecords<detail::TrecLine, detail::ParseBeirQrelsLine> lines(detail::LineSource(qrels_file, "BEIR qrels"),
-                                                                          options, {});
-  for (auto& l : lines) {
-    if (!query_ids.contains(l.qid)) {
-      lines.reject({"query-id", detail::cat("query '", l.qid, "' is not in queries.jsonl")});
-    } else if (!docs.contains(l.docid)) {
-      lines.reject({"corpus-id", detail::cat("document '", l.docid, "' is not in corpus.jsonl")});
-    } else if (!d.qrels[l.qid].emplace(l.docid, static_cast<int>(l.value)).second) {
-      lines.reject({"corpus-id", detail::cat("document '", l.docid, "' given twice for query '", l.qid, "'")});
-    }
+/// \brief Reads several splits of one BEIR folder, parsing corpus.jsonl and queries.jsonl
+///        once: element i equals `read_beir(dir, splits[i], options)` (each holds its own
+///        copy of the corpus). Every split's qrels file must exist before anything is parsed.
+///
+/// \code
+/// const auto splits = contaccum::read_beir_splits("data/debian-beir", {"train", "dev", "test"});
+/// const auto& dev = splits[1];  // dev.queries, dev.qrels
+/// \endcode
+[[nodiscard]] inline std::vector<BeirDataset> read_beir_splits(const std::filesystem::path& dir,
+                                                               const std::vector<std::string>& splits,
+                                                               ReadOptions options = {}) {
+  for (const auto& split : splits) (void)detail::beir_qrels_file(dir, split);
+  std::vector<BeirDataset> out;
+  if (splits.empty()) return out;
+  ReadStats corpus_stats, queries_stats;
+  auto corpus = detail::unique_by_id(beir_corpus(dir / "corpus.jsonl", options), corpus_stats);
+  const auto queries = detail::unique_by_id(beir_queries(dir / "queries.jsonl", options), queries_stats);
+  out.reserve(splits.size());
+  for (std::size_t i = 0; i < splits.size(); ++i) {
+    const bool last = i + 1 == splits.size();  // the last split takes the corpus, the others copy it
+    out.push_back(detail::beir_split(dir, splits[i], last ? std::move(corpus) : corpus, corpus_stats, queries,
+                                     queries_stats, options));
   }
-  d.qrels_stats = lines.stats();
-
-  // BEIR keeps only the queries its qrels name.
-  for (auto& q : all_queries)
-    if (d.qrels.contains(q.id)) d.queries.push_back(std::move(q));
-  return d;
+  return out;
 }
 
 /// \brief Training examples of a BEIR split: each query with its documents of score > 0
