@@ -8,6 +8,8 @@
 //
 //   ./build/benchmarks/bench_driver [--quick] [--data DIR] [--model DIR] [--out FILE]
 // (scripts/bench.sh --driver runs it and writes out/bench_driver.md, quoted in docs/benchmarks.md)
+#include "race.hpp"
+
 #include <contaccum/contaccum.hpp>
 
 #include <algorithm>
@@ -27,50 +29,16 @@ using Model = ca::DualEncoder<ca::Bert, ca::ClsPooling>;
 
 namespace {
 
-struct Runner {
-  std::string name;
-  std::function<ca::StepStats(const ca::PairBatch&)> step;
-  std::vector<double> seconds;
-  int64_t peak = 0, fallbacks = 0, micro_batches = 0;
-};
+using bench::median;
+using bench::paired_ratio;
+using bench::race;
+using bench::Runner;
 
 template <class S>
 Runner make_runner(std::string name, const ca::BertConfig& bert, int64_t n_local, S strategy,
                    std::function<void(S&)> prefill = {}) {
-  torch::manual_seed(0);
-  auto trainer = std::make_shared<ca::Trainer<Model, S>>(
-      Model(bert), ca::TrainerConfig{.micro_batch_size = n_local, .learning_rate = 1e-5}, std::move(strategy));
-  if (prefill) prefill(trainer->strategy());
-  return {std::move(name), [trainer](const ca::PairBatch& b) { return trainer->step(b); }};
-}
-
-void race(const std::vector<Runner*>& runners, const std::function<ca::PairBatch()>& next, int64_t repeats) {
-  for (int64_t rep = 0; rep <= repeats; ++rep) {
-    const auto batch = next();
-    for (auto* r : runners) {
-      const auto s = r->step(batch);
-      std::fprintf(stderr, "  %-34s %7.3f s  peak %7.1f MiB  K %3ld  loss %.3f\n", r->name.c_str(), s.seconds,
-                   s.peak_memory_bytes / 1048576.0, s.micro_batches, s.loss);
-      if (rep == 0) continue;  // warm-up
-      r->seconds.push_back(s.seconds);
-      r->peak = std::max(r->peak, s.peak_memory_bytes);
-      r->fallbacks += s.score_cache_fallbacks;
-      r->micro_batches = s.micro_batches;
-    }
-  }
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-// The median over repeats of a's step time over b's in the same repeat: the two stepped
-// back to back on the same batch, so load that drifts across repeats cancels.
-double paired_ratio(const Runner& a, const Runner& b) {
-  std::vector<double> r;
-  for (std::size_t i = 0; i < std::min(a.seconds.size(), b.seconds.size()); ++i) r.push_back(a.seconds[i] / b.seconds[i]);
-  return median(r);
+  return bench::make_runner(std::move(name), bert, {.micro_batch_size = n_local, .learning_rate = 1e-5},
+                            std::move(strategy), prefill);
 }
 
 std::string row(const Runner& r, const Runner& base) {

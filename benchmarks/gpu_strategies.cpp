@@ -11,6 +11,8 @@
 // (N the encoder's non-embedding parameters, L its layers, d its width, s a sequence's
 // length: the forward and backward of the weights and of attention's two products, as the
 // PaLM paper counts them; GradCache's second forward is overhead, not model FLOPs).
+#include "race.hpp"
+
 #include <contaccum/contaccum.hpp>
 
 #include <algorithm>
@@ -23,20 +25,17 @@
 #include <vector>
 
 namespace ca = contaccum;
-using Model = ca::DualEncoder<ca::Bert, ca::ClsPooling>;
 
 namespace {
+
+using bench::median;
+using bench::Runner;
 
 constexpr int64_t kQueryLength = 32, kPassageLength = 128, kHardNegatives = 1, kLocal = 8;
 
 ca::BertConfig bert_base() {
   return {.vocab_size = 30522, .hidden_size = 768, .num_hidden_layers = 12, .num_attention_heads = 12,
           .intermediate_size = 3072, .max_position_embeddings = 512};
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Model FLOPs of one optimizer step over n_total pairs (both towers, formula above).
@@ -64,43 +63,19 @@ double gemm_flops_per_second(const torch::Device& device, torch::ScalarType dtyp
   return 2.0 * n * n * n / median(t);
 }
 
-struct Runner {
-  std::string name;
-  std::function<ca::StepStats(const ca::PairBatch&)> step;
-  std::vector<double> seconds;
-  int64_t peak = 0;
-};
-
 template <class S>
 Runner make_runner(const std::string& name, const torch::Device& device, ca::Precision precision, S strategy,
                    int64_t prefill = 0) {
-  torch::manual_seed(0);
-  Model model(bert_base());
-  model->to(device);
-  auto trainer = std::make_shared<ca::Trainer<Model, S>>(
-      model, ca::TrainerConfig{.micro_batch_size = kLocal, .learning_rate = 1e-5, .precision = precision},
-      std::move(strategy));
-  if constexpr (requires { trainer->strategy().bank(); }) {
-    const auto h = bert_base().hidden_size;
-    auto opts = torch::TensorOptions().device(device);
-    for (int64_t i = 0; i < prefill; i += kLocal)
-      trainer->strategy().bank().enqueue(torch::randn({kLocal, h}, opts), torch::randn({kLocal, h}, opts),
-                                         torch::randn({kLocal * kHardNegatives, h}, opts));
-  }
-  return {name, [trainer](const ca::PairBatch& b) { return trainer->step(b); }};
+  return bench::make_runner(name, bert_base(),
+                            {.micro_batch_size = kLocal, .learning_rate = 1e-5, .precision = precision},
+                            std::move(strategy), std::function<void(S&)>([&](S& s) {
+                              bench::fill_bank(s, prefill, kLocal, kHardNegatives, bert_base().hidden_size, device);
+                            }),
+                            device);
 }
 
 void race(std::vector<Runner*> runners, ca::SyntheticPairs& data, int64_t n_total, int64_t repeats) {
-  for (int64_t rep = 0; rep <= repeats; ++rep) {
-    const auto batch = data.next(n_total);
-    for (auto* r : runners) {
-      const auto s = r->step(batch);
-      std::fprintf(stderr, "  %-24s N_total %4ld  %7.3f s  peak %8.1f MiB  loss %.3f\n", r->name.c_str(), n_total,
-                   s.seconds, s.peak_memory_bytes / 1048576.0, s.loss);
-      if (rep > 0) r->seconds.push_back(s.seconds);  // rep 0 warms up (cuBLAS handles, the allocator's pool)
-      r->peak = std::max(r->peak, s.peak_memory_bytes);
-    }
-  }
+  bench::race(runners, [&] { return data.next(n_total); }, repeats);
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 //   B. GradCache vs GradAccum at N_total = 512 (K = 64)
 //   C. peak memory of every strategy at N_local = 8, FullBatch at growing N_total
 // Steps of the strategies being compared alternate (A B A B ...) so drift hits both.
+#include "race.hpp"
+
 #include <contaccum/contaccum.hpp>
 
 #include <algorithm>
@@ -62,52 +64,19 @@ std::string describe_setup(const Setup& st) {
   return os.str();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// One strategy's trainer behind a uniform interface.
-struct Runner {
-  std::string name;
-  std::function<ca::StepStats(const ca::PairBatch&)> step;
-  std::function<int64_t()> bank_bytes = [] { return int64_t{0}; };
-  std::function<int64_t()> cache_bytes = [] { return int64_t{0}; };
-  std::vector<double> seconds;
-  int64_t peak = 0;
-};
+using bench::median;
+using bench::Runner;
 
 template <class S>
 Runner make_runner(const std::string& name, const Setup& st, S strategy, int64_t prefill = 0) {
-  torch::manual_seed(0);
-  auto trainer = std::make_shared<ca::Trainer<Model, S>>(
-      Model(st.bert), ca::TrainerConfig{.micro_batch_size = st.n_local, .learning_rate = 1e-5}, std::move(strategy));
-  Runner r{name, [trainer](const ca::PairBatch& b) { return trainer->step(b); }};
-  if constexpr (requires { trainer->strategy().bank(); }) {
-    auto& bank = trainer->strategy().bank();
-    // Fill the bank as a long run would have, one micro-batch block at a time.
-    const auto h = st.bert.hidden_size;
-    for (int64_t i = 0; i < prefill; i += st.n_local)
-      bank.enqueue(torch::randn({st.n_local, h}), torch::randn({st.n_local, h}),
-                   torch::randn({st.n_local * st.hard_negatives, h}));
-    r.bank_bytes = [trainer] { return trainer->strategy().bank().bytes(); };
-    r.cache_bytes = [trainer] { return trainer->strategy().bank().score_cache_bytes(); };
-  }
-  return r;
+  return bench::make_runner(name, st.bert, {.micro_batch_size = st.n_local, .learning_rate = 1e-5}, std::move(strategy),
+                            std::function<void(S&)>([&](S& s) {
+                              bench::fill_bank(s, prefill, st.n_local, st.hard_negatives, st.bert.hidden_size);
+                            }));
 }
 
-// Alternates steps of the runners on the same batches; one warm-up step each.
 void race(std::vector<Runner*> runners, ca::SyntheticPairs& data, int64_t n_total, int64_t repeats) {
-  for (int64_t rep = 0; rep <= repeats; ++rep) {
-    const auto batch = data.next(n_total);
-    for (auto* r : runners) {
-      const auto s = r->step(batch);
-      std::fprintf(stderr, "  %-28s N_total %4ld  %7.3f s  peak %7.1f MiB  loss %.3f\n", r->name.c_str(), n_total,
-                   s.seconds, s.peak_memory_bytes / 1048576.0, s.loss);
-      if (rep > 0) r->seconds.push_back(s.seconds);  // rep 0 warms up
-      r->peak = std::max(r->peak, s.peak_memory_bytes);
-    }
-  }
+  bench::race(runners, [&] { return data.next(n_total); }, repeats);
 }
 
 std::string mib(int64_t b) {

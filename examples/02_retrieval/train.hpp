@@ -38,6 +38,7 @@ struct TrainConfig {
   ca::TokenizeConfig tokenize{.query_max_length = 32, .passage_max_length = 128};
   uint64_t seed = 13;
   ca::Precision precision = ca::Precision::fp32;  ///< --precision: fp32 or bf16 (autocast in the encoders)
+  ca::Precision bank_dtype = ca::Precision::fp32;  ///< --bank-dtype: the type the bank stores its rows in
   int64_t train_queries = 0;      ///< --train-queries: a seeded subset of the training queries (0: all)
   bool mine_negatives = false;    ///< --mine-negatives: mine hard negatives with the pretrained model first
   int64_t negatives = 1;          ///< --negatives: mined negatives per query (m)
@@ -47,9 +48,16 @@ struct TrainConfig {
   std::optional<std::string> query_prompt, passage_prompt;
 };
 
+// BankConfig::storage_dtype for --bank-dtype: fp32 keeps the rows as enqueued.
+inline torch::ScalarType bank_storage(ca::Precision p) {
+  if (p == ca::Precision::bf16) return torch::kBFloat16;
+  if (p == ca::Precision::fp16) return torch::kHalf;
+  return torch::ScalarType::Undefined;
+}
+
 inline constexpr const char* train_usage =
     "retrieval [train] [--quick] [--steps N] [--out DIR] [--data DIR] [--model DIR] [--save-every N] "
-    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--train FILE] [--lr X] [--precision fp32|bf16|fp16] [--train-queries N] [--mine-negatives [--negatives M] [--mine-corpus N]] "
+    "[--eval-every N] [--eval-queries N] [--eval-corpus N] [--train FILE] [--lr X] [--precision fp32|bf16|fp16] [--bank-dtype fp32|bf16|fp16] [--train-queries N] [--mine-negatives [--negatives M] [--mine-corpus N]] "
     "[--query-prompt TEXT] [--passage-prompt TEXT] [--resume | --fresh] [--nproc N]";
 
 inline constexpr const char* train_help =
@@ -59,6 +67,8 @@ inline constexpr const char* train_help =
     "  --steps N        optimizer steps (default 60)\n"
     "  --lr X           peak learning rate (default 3e-5; --quick 5e-5)\n"
     "  --precision P    fp32 (default), bf16 or fp16 autocast in the encoders\n"
+    "  --bank-dtype P   fp32 (default), bf16 or fp16: the bank's rows stored in 2 bytes a value (half what\n"
+    "                   it holds between steps and in checkpoints), read back and scored in fp32\n"
     "  --data DIR       a BEIR folder with train/dev/test qrels (default data/debian-beir)\n"
     "  --train FILE     train on these pairs instead of the train split: JSONL ({\"query\", \"pos\", \"neg\"}),\n"
     "                   TSV (query, positive[, negative]), DPR JSON or a BEIR folder; dev and test stay --data's\n"
@@ -173,7 +183,9 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
             << (continuing ? " (continuing from the latest checkpoint)" : "") << "\n"
             << "  data " << c.data << ", model " << c.model << ", out " << c.out << "\n"
             << "  ContAccum: N_local " << c.n_local << " (memory budget), N_total " << c.n_total << " (K = "
-            << c.n_total / world / c.n_local << " per rank), N_memory " << c.bank << ", " << c.steps << " steps, lr "
+            << c.n_total / world / c.n_local << " per rank), N_memory " << c.bank
+            << (c.bank_dtype != ca::Precision::fp32 ? ca::detail::cat(" (", ca::to_string(c.bank_dtype), " rows)") : "")
+            << ", " << c.steps << " steps, lr "
             << c.learning_rate << (world > 1 ? ca::detail::cat(", ", world, " ranks (c10d/Gloo)") : std::string())
             << ", cosine / " << c.temperature << "; checkpoint every " << c.save_every << " steps, dev evaluation every "
             << c.eval_every << std::endl;
@@ -285,7 +297,8 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
               {.micro_batch_size = c.n_local, .learning_rate = c.learning_rate,
                .warmup_steps = std::max<int64_t>(1, c.steps / 10), .total_steps = c.steps, .max_grad_norm = 2.0,
                .precision = c.precision},
-              ca::ContAccum<ca::DualBank>({.capacity = c.bank}), {}, Loss{ca::Cosine{c.temperature}}, collective);
+              ca::ContAccum<ca::DualBank>({.capacity = c.bank, .storage_dtype = bank_storage(c.bank_dtype)}), {},
+              Loss{ca::Cosine{c.temperature}}, collective);
   double collective_before = 0;
   if constexpr (requires { collective.collective_seconds(); }) collective_before = collective.collective_seconds();
   const auto fitted = ca::fit(
@@ -377,6 +390,7 @@ int train_with(TrainConfig c, bool quick, bool resume, bool fresh, C collective)
                {"eval_queries", eval.queries.size()},
                {"ranks", world},
                {"precision", std::string(ca::to_string(c.precision))},
+               {"bank_dtype", std::string(ca::to_string(c.bank_dtype))},
                {"hard_negatives_per_query", m},
                {"mined_negatives", c.mine_negatives},
                {"train_seconds_this_call", train_seconds},
@@ -448,6 +462,7 @@ inline int train(Args& args) {
   c.model = args.text("--model", c.model.string());
   c.train_file = args.text("--train", "");
   c.precision = ca::parse_precision(args.text("--precision", "fp32"), "--precision");
+  c.bank_dtype = ca::parse_precision(args.text("--bank-dtype", "fp32"), "--bank-dtype");
   c.learning_rate = args.real("--lr", c.learning_rate);
   c.mine_negatives = args.flag("--mine-negatives");
   if (args.given("--query-prompt")) c.query_prompt = args.text("--query-prompt", "");

@@ -165,3 +165,39 @@ TEST_CASE("Bank storage follows the device of its inputs", "[bank][cuda]") {
   CHECK(ring.storage().device().is_cpu());
   CHECK(firsts(ring.oldest_first()) == V{1, 2});
 }
+
+TEST_CASE("A bank stored in bf16 holds half the bytes and gives back fp32 rows, rounded once", "[bank][precision]") {
+  torch::manual_seed(3);
+  const auto q = torch::randn({4, 8}), p = torch::randn({4, 8}), h = torch::randn({8, 8});
+  DualBank fp32({.capacity = 8}), bf16({.capacity = 8, .storage_dtype = torch::kBFloat16});
+  for (auto* b : {&fp32, &bf16}) b->enqueue(q, p, h);
+  CHECK(bf16.query_ring().storage().scalar_type() == torch::kBFloat16);
+  CHECK(bf16.bytes() * 2 == fp32.bytes());
+  CHECK(bf16.queries().scalar_type() == torch::kFloat);  // scored in the enqueued rows' type
+  CHECK(torch::equal(bf16.queries(), q.to(torch::kBFloat16).to(torch::kFloat)));
+  CHECK(torch::equal(bf16.hard_negatives(), h.to(torch::kBFloat16).to(torch::kFloat)));
+  CHECK_FALSE(torch::equal(bf16.queries(), q));  // really rounded
+  CHECK(torch::equal(bf16.query_ring().oldest_first(), bf16.queries()));
+
+  // a failed step leaves the bf16 rows as they were
+  bf16.begin_step();
+  bf16.enqueue(torch::randn({4, 8}), torch::randn({4, 8}), torch::randn({8, 8}));
+  bf16.enqueue(torch::randn({4, 8}), torch::randn({4, 8}), torch::randn({8, 8}));  // wraps over the first rows
+  bf16.rollback_step();
+  CHECK(torch::equal(bf16.queries(), q.to(torch::kBFloat16).to(torch::kFloat)));
+
+  // the checkpoint keeps the storage type (half the bytes) and the rows' type
+  StateDict s;
+  bf16.save_state(s, "bank.");
+  CHECK(s.tensors.at("bank.queries.storage").scalar_type() == torch::kBFloat16);
+  DualBank restored({.capacity = 8, .storage_dtype = torch::kBFloat16});
+  restored.load_state(StateReader(s, "memory"), "bank.");
+  CHECK(torch::equal(restored.queries(), bf16.queries()));
+  CHECK(restored.queries().scalar_type() == torch::kFloat);
+  // a bf16 bank refuses an fp32 bank's rows, naming the key and the setting
+  StateDict s32;
+  fp32.save_state(s32, "bank.");
+  CHECK_THAT(test::error_of([&] { restored.load_state(StateReader(s32, "memory"), "bank."); }),
+             Catch::Contains("bank.queries.storage") && Catch::Contains("BankConfig.storage_dtype"));
+  CHECK_THROWS_WITH(RingBuffer(4, "ring", torch::kLong), Catch::Contains("ring: the storage dtype must be a floating type"));
+}

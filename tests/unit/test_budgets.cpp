@@ -271,7 +271,8 @@ struct strategy_peaks {
 // filled (the third without a bank), against the model's first-step and steady predictions.
 template <class Model, class S, class Config>
 strategy_peaks strategy_step_memory(const char* what, const Config& config, S strategy, int64_t n, int64_t k,
-                                    int64_t capacity, int64_t tq, int64_t tp, int64_t m, bool recompute = false) {
+                                    int64_t capacity, int64_t tq, int64_t tp, int64_t m, bool recompute = false,
+                                    int64_t bank_element_bytes = 4) {
   REQUIRE(MemoryMeter::install());
   const auto before = MemoryMeter::current_bytes();
   torch::manual_seed(0);
@@ -288,11 +289,12 @@ strategy_peaks strategy_step_memory(const char* what, const Config& config, S st
                         .shared_tower = Model::Impl::shared,
                         .pooling = pooling_retention<typename Model::Impl::pooler_type>,
                         .strategy = memory_strategy<S>, .micro_batches = k, .bank_capacity = capacity,
-                        .recompute = recompute};
+                        .bank_element_bytes = bank_element_bytes, .recompute = recompute};
   const auto steady = predict_step_memory(config, FullFineTune{}, shape);
   shape.first_step = true;
   const auto first_step = predict_step_memory(config, FullFineTune{}, shape);
-  INFO(what << " " << S::name << (recompute ? " with recompute" : "") << ", N_local " << n << ", K " << k << ": predicted " << steady.peak << " bytes ("
+  INFO(what << " " << S::name << (recompute ? " with recompute" : "")
+            << (bank_element_bytes != 4 ? " with a bf16 bank" : "") << ", N_local " << n << ", K " << k << ": predicted " << steady.peak << " bytes ("
             << steady.peak_phase << "), measured " << steady_measured << "; first step predicted " << first_step.peak
             << ", measured " << s1);
   CHECK(relative_error(static_cast<double>(steady.peak), static_cast<double>(steady_measured)) <= 0.15);
@@ -317,6 +319,15 @@ void check_every_strategy(const char* what, const Config& config, int64_t n, int
   INFO(what << ": the bank adds " << measured_bank << " bytes, predicted " << predicted_bank);
   CHECK(measured_bank > 0.1 * static_cast<double>(accum.measured));
   CHECK(relative_error(predicted_bank, measured_bank) <= 0.25);
+  // A bank stored in bf16 (BankConfig::storage_dtype): half the rings, but the loss reads
+  // them back as fp32 copies; what it adds is predicted too.
+  const auto narrow = strategy_step_memory<Model>(
+      what, config, ContAccum<>({.capacity = capacity, .storage_dtype = torch::kBFloat16}), n, k, capacity, tq, tp, m,
+      false, 2);
+  const auto predicted_narrow = static_cast<double>(narrow.predicted - accum.predicted);
+  const auto measured_narrow = static_cast<double>(narrow.measured - accum.measured);
+  INFO(what << ": a bf16 bank adds " << measured_narrow << " bytes, predicted " << predicted_narrow);
+  CHECK(relative_error(predicted_narrow, measured_narrow) <= 0.25);
   // Activation recompute: the saving is predicted too.
   const auto light = strategy_step_memory<Model>(what, config, GradAccum<>(), n, k, 0, tq, tp, m, true);
   (void)strategy_step_memory<Model>(what, config, GradCache<>(), n, k, 0, tq, tp, m, true);

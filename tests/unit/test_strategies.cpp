@@ -227,6 +227,39 @@ TEST_CASE("The score cache stays exact after a failed step is rolled back", "[co
   }
 }
 
+TEST_CASE("ContAccum over a bank stored in bf16: the score cache stays exact, the step close to a full-precision bank's",
+          "[contaccum][cache][precision]") {
+  torch::manual_seed(52);
+  test::LookupBiEncoder model(400, 4);
+  const BankConfig narrow{.capacity = 8, .storage_dtype = torch::kBFloat16};
+  ContAccum<DualBank> cached(narrow), wide({.capacity = 8});
+  auto streaming = narrow;
+  streaming.cache_scores = false;
+  ContAccum<DualBank> streamed(streaming);
+  InfoNCE<> loss;
+  auto params = model->parameters();
+  auto run = [&](ContAccum<DualBank>& s, int64_t step) {
+    test::zero_grads(params);
+    auto acc = s.accumulate(model, loss, test::lookup_batch(step * 8, step * 16, 8, 1), StepContext{step, 4});
+    s.finish_step(true);
+    return std::make_pair(acc.loss, test::grads_of(params));
+  };
+  double largest_difference = 0;
+  for (int64_t step = 0; step < 5; ++step) {
+    auto [la, ga] = run(cached, step);
+    auto [lb, gb] = run(streamed, step);
+    auto [lw, gw] = run(wide, step);
+    INFO("step " << step << ": loss bf16 bank " << la << ", float64 bank " << lw);
+    CHECK(la == Approx(lb).epsilon(1e-12));  // the cache is exact over the rounded rows
+    CHECK(test::relative_error(ga, gb) <= 1e-10);
+    CHECK(test::relative_error(ga, gw) <= 2e-2);  // bf16 rounding of the banked rows only
+    largest_difference = std::max(largest_difference, test::relative_error(ga, gw));
+  }
+  CHECK(cached.bank().score_cache_status().empty());
+  CHECK(largest_difference > 1e-6);  // the banked rows were really rounded
+  CHECK(cached.bank().bytes() * 4 == wide.bank().bytes());  // 2 bytes a value against float64's 8
+}
+
 TEST_CASE("Unpadded BERT: the padded layout's hidden states and gradients; GradCache and recompute stay exact on it",
           "[strategy][unpadded]") {
   for (const std::string type : {"bert", "roberta"}) {

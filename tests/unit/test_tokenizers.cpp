@@ -124,6 +124,53 @@ void require_message(const std::function<void()>& f, const std::string& part) {
 
 }  // namespace
 
+TEST_CASE("Unigram reads a tokenizer.json's scores as the tokenizers library does (a Viterbi tie)", "[tokenizer]") {
+  // Scores a Unigram trained by HF tokenizers wrote. "1999" has two best paths of the same
+  // pieces, 9 + 99 and 99 + 9, whose sums differ in the last bit. serde_json (the library's
+  // JSON parser) reads -9.394697880630327, a 17-digit significand, one unit in the last
+  // place off, and the library then encodes "1999" as ▁1 9 99 (tokenizers 0.23.3, this
+  // file); the exactly read scores would give ▁1 99 9.
+  CHECK(tokenizers::detail::as_serde_json_reads(-9.394697880630327) != -9.394697880630327);
+  CHECK(tokenizers::detail::as_serde_json_reads(-9.394697880630327) == Approx(-9.394697880630327).epsilon(1e-15));
+  CHECK(tokenizers::detail::as_serde_json_reads(-7.673751346592778) == -7.673751346592778);  // 16 digits: exact
+  CHECK(tokenizers::detail::as_serde_json_reads(0.0) == 0.0);
+  CHECK(tokenizers::detail::as_serde_json_reads(-1.5e-7) == -1.5e-7);
+  const auto path = scratch() / "unigram_serde_tie.json";
+  std::ofstream(path, std::ios::trunc) << R"({"version": "1.0", "added_tokens": [], "normalizer": null,
+    "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": true},
+    "post_processor": null, "decoder": null,
+    "model": {"type": "Unigram", "unk_id": 0, "byte_fallback": false, "vocab": [["<unk>", 0.0],
+      ["\u2581", -3.4717717833857407], ["1", -7.176127689638138], ["\u25811", -8.371580455889635],
+      ["9", -7.673751346592778], ["99", -9.394697880630327]]}})";
+  const auto tok = Unigram::from_tokenizer_json(path);
+  std::vector<std::string> pieces;
+  for (const auto id : tok.encode("1999", {.add_special_tokens = false})) pieces.push_back(tok.id_to_token(id));
+  CHECK(pieces == std::vector<std::string>{"\u25811", "9", "99"});
+}
+
+TEST_CASE("Split and Replace patterns with empty matches behave as in HF tokenizers", "[tokenizer]") {
+  // Expected values from tokenizers 0.23.3: pre_tokenizers.Split(Regex(p), "isolated") and
+  // normalizers.Replace(Regex(p), "-") on the same strings.
+  auto pieces = [](const std::string& pattern, std::string_view text) {
+    std::vector<std::string> out;
+    tokenizers::detail::Pcre2Regex(pattern, "test").split(text, [&](std::string_view piece) { out.emplace_back(piece); });
+    return out;
+  };
+  CHECK(pieces("(?=x)", "abxcdxx") == std::vector<std::string>{"ab", "xcd", "x", "x"});
+  CHECK(pieces("x*", "abxxc") == std::vector<std::string>{"a", "b", "xx", "c"});
+  CHECK(pieces("(?=\u00e9)", "a\u00e9\u00e9b") == std::vector<std::string>{"a", "\u00e9", "\u00e9b"});
+  CHECK(pieces("\\s+", "a  b") == std::vector<std::string>{"a", "  ", "b"});
+  auto replaced = [](const std::string& pattern, std::string_view text) {
+    return tokenizers::detail::Pcre2Regex(pattern, "test").replace_all(text, "-");
+  };
+  CHECK(replaced("x*", "abxxc") == "-a-b-c-");
+  CHECK(replaced("x*", "xxab") == "-a-b-");
+  CHECK(replaced("a|", "bab") == "-b-b-");
+  CHECK(replaced("(?=b)", "abab") == "a-ba-b");
+  CHECK(replaced("(?=\u00e9)", "a\u00e9\u00e9") == "a-\u00e9-\u00e9");
+  CHECK(replaced("\\s+", "a  b ") == "a-b-");
+}
+
 TEST_CASE("WordPiece from tokenizer.json gives HF tokenizers' ids on 10k+ real lines", "[tokenizer][python]") {
   INFO("all-MiniLM-L6-v2 is installed by scripts/setup.sh into " << minilm_dir);
   REQUIRE(fs::exists(minilm_dir / "tokenizer.json"));

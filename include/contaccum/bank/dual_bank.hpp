@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 
 namespace contaccum {
@@ -32,6 +33,11 @@ struct BankConfig {
                                       ///< strategy's (N_local under ContAccum, N_total under
                                       ///< ContAccum over GradCache). Set, every enqueue must
                                       ///< match it and capacity must be a multiple of it.
+  /// The type banked rows are stored in: torch::kBFloat16 or torch::kHalf halve the bank's
+  /// memory (and its checkpoint) against fp32 rows. Rows come back, and are scored, in the
+  /// type they were enqueued in (fp32), rounded once to the storage type. Undefined: as
+  /// enqueued.
+  torch::ScalarType storage_dtype = torch::ScalarType::Undefined;
 };
 
 class DualBank {
@@ -40,9 +46,9 @@ public:
 
   explicit DualBank(BankConfig config = {})
       : config_(config),
-        queries_(config.query_bank ? config.capacity : 0, "query bank"),
-        positives_(config.capacity, "positive bank"),
-        hard_negatives_(0, "hard-negative bank") {
+        queries_(config.query_bank ? config.capacity : 0, "query bank", stored_as(config)),
+        positives_(config.capacity, "positive bank", stored_as(config)),
+        hard_negatives_(0, "hard-negative bank", stored_as(config)) {
     detail::require(config.block_rows >= 0, "BankConfig.block_rows must be >= 0, got ", config.block_rows);
     detail::require(config.block_rows == 0 || config.capacity % config.block_rows == 0, "BankConfig.capacity (",
                     config.capacity, ") must be a multiple of BankConfig.block_rows (", config.block_rows,
@@ -84,7 +90,7 @@ public:
                     " rows, but BankConfig.block_rows is ", config_.block_rows);
     if (m_ < 0) {
       m_ = m;
-      if (config_.hard_negative_bank && m > 0) hard_negatives_ = RingBuffer(config_.capacity * m, "hard-negative bank");
+      if (config_.hard_negative_bank && m > 0) hard_negatives_ = RingBuffer(config_.capacity * m, "hard-negative bank", stored_as(config_));
     }
     detail::require(m == m_, "DualBank: ", m, " hard negatives per query, but the bank was filled with ", m_,
                     " per query (the count must stay fixed during a run)");
@@ -95,6 +101,8 @@ public:
     queries_.push(q);
     positives_.push(p);
     if (m > 0) hard_negatives_.push(h);
+    // The loss scored the rows before rounding: a bank stored narrower scores its own rows.
+    if (stored_as(config_)) seen = nullptr;
     if (scoring()) {
       if (queries_.capacity() > 0)
         query_scores_.update(queries_, passage_rings(), embed_, scale_, seen ? &seen->forward : nullptr);
@@ -228,6 +236,10 @@ public:
   }
 
 private:
+  static std::optional<torch::ScalarType> stored_as(const BankConfig& c) {
+    if (c.storage_dtype == torch::ScalarType::Undefined) return std::nullopt;
+    return c.storage_dtype;
+  }
   // The BankConfig a resumed run must share, field by field.
   [[nodiscard]] nlohmann::json settings() const {
     return {{"capacity", config_.capacity},

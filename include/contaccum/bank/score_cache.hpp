@@ -143,12 +143,12 @@ private:
       if (c->size() != rows.size() / n_ * (c->capacity() / blocks))
         return invalidate("the passage rings are not filled in lockstep with the query ring"), false;
     torch::NoGradGuard no_grad;
-    const auto& st = rows.storage();
-    if (!table_.defined() || table_.device() != st.device() || table_.scalar_type() != st.scalar_type()) {
+    const auto st = rows.options();  // the rows' device and scoring dtype (not a narrower storage dtype)
+    if (!table_.defined() || table_.device() != st.device() || table_.dtype() != st.dtype()) {
       group_size_ = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(blocks)))));
-      table_ = torch::empty({rows.capacity(), blocks}, st.options());
-      groups_ = torch::empty({rows.capacity(), (blocks + group_size_ - 1) / group_size_}, st.options());
-      pairs_ = torch::zeros({rows.capacity()}, st.options());  // zeros: a checkpoint holds no uninitialized bytes
+      table_ = torch::empty({rows.capacity(), blocks}, st);
+      groups_ = torch::empty({rows.capacity(), (blocks + group_size_ - 1) / group_size_}, st);
+      pairs_ = torch::zeros({rows.capacity()}, st);  // zeros: a checkpoint holds no uninitialized bytes
       stale_ = true;
     }
     if (stale_) {

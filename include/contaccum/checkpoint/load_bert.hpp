@@ -50,8 +50,7 @@ namespace detail {
 [[nodiscard]] inline CheckpointNameMap map_bert_names(const std::map<std::string, torch::Tensor>& tensors,
                                                       const std::map<std::string, torch::Tensor>& ours,
                                                       std::string_view prefix = "bert.") {
-  bool prefixed = false;
-  for (const auto& entry : tensors) prefixed = prefixed || entry.first.starts_with(prefix);
+  const bool prefixed = any_name_starts_with(tensors, prefix);
   CheckpointNameMap m;
   for (const auto& entry : tensors) {
     const auto& source = entry.first;
@@ -62,14 +61,7 @@ namespace detail {
     }
     name = modern_layer_norm_name(name);
     if (is_bert_extra(name)) continue;
-    if (!ours.contains(name)) {
-      // Names inside the encoder body that we lack mean the config does not describe the
-      // checkpoint (e.g. more layers); anything else is a head we do not have.
-      if (name.starts_with("embeddings.") || name.starts_with("encoder.")) m.unexpected.push_back(source);
-      continue;
-    }
-    auto [it, fresh] = m.to_source.emplace(name, source);
-    if (!fresh) m.duplicated.push_back(it->second + " and " + source);
+    m.add(name, source, ours, name.starts_with("embeddings.") || name.starts_with("encoder."));
   }
   return m;
 }

@@ -59,8 +59,7 @@ inline constexpr std::string_view gpt_neox_head_name = "embed_out.weight";
 [[nodiscard]] inline CheckpointNameMap map_gpt_neox_names(const std::map<std::string, torch::Tensor>& tensors,
                                                           const std::map<std::string, torch::Tensor>& ours,
                                                           bool tied_head) {
-  bool prefixed = false;
-  for (const auto& entry : tensors) prefixed = prefixed || entry.first.starts_with("gpt_neox.");
+  const bool prefixed = any_name_starts_with(tensors, "gpt_neox.");
   CheckpointNameMap m;
   for (const auto& entry : tensors) {
     const auto& source = entry.first;
@@ -74,12 +73,7 @@ inline constexpr std::string_view gpt_neox_head_name = "embed_out.weight";
       continue;  // a task head we do not have (score.*, classifier.*, qa_outputs.*)
     }
     if (is_gpt_neox_extra(name)) continue;
-    if (!ours.contains(name)) {
-      m.unexpected.push_back(source);  // a body tensor the config does not describe
-      continue;
-    }
-    auto [it, fresh] = m.to_source.emplace(name, source);
-    if (!fresh) m.duplicated.push_back(it->second + " and " + source);
+    m.add(name, source, ours, /*in_body=*/true);  // every name left is the body's (or the head's)
   }
   return m;
 }

@@ -130,8 +130,7 @@ namespace detail {
 ///        frequencies, are left out.
 [[nodiscard]] inline CheckpointNameMap map_llama_names(const std::map<std::string, torch::Tensor>& tensors,
                                                        const std::map<std::string, torch::Tensor>& ours) {
-  bool prefixed = false;
-  for (const auto& entry : tensors) prefixed = prefixed || entry.first.starts_with("model.");
+  const bool prefixed = any_name_starts_with(tensors, "model.");
   CheckpointNameMap m;
   for (const auto& entry : tensors) {
     const auto& source = entry.first;
@@ -141,13 +140,7 @@ namespace detail {
       name.erase(0, 6);
     }
     if (name.ends_with("rotary_emb.inv_freq")) continue;
-    if (!ours.contains(name)) {
-      if (name.starts_with("embed_tokens.") || name.starts_with("layers.") || name.starts_with("norm."))
-        m.unexpected.push_back(source);  // a body tensor the config does not describe
-      continue;
-    }
-    auto [it, fresh] = m.to_source.emplace(name, source);
-    if (!fresh) m.duplicated.push_back(it->second + " and " + source);
+    m.add(name, source, ours, name.starts_with("embed_tokens.") || name.starts_with("layers.") || name.starts_with("norm."));
   }
   return m;
 }

@@ -36,6 +36,9 @@
 /// tests/unit/test_budgets.cpp holds the prediction to 15% of the measured peak for Bert and
 /// GptNeox shapes under every method and every strategy; docs/budgets.md has the tables.
 ///
+/// A bank stored in bf16/fp16 (`bank_element_bytes` 2, BankConfig::storage_dtype) holds half
+/// the rings, and the loss reads them back as fp32 copies, which it keeps for its backward.
+///
 /// Not modelled: memory outside LibTorch's CPU allocator, CUDA's caching allocator, dtypes
 /// other than float32 (bf16/fp16 autocast), similarities that copy the
 /// banked rows (Cosine normalises them: one more copy of each ring during the loss), the
@@ -120,6 +123,7 @@ struct StepMemoryShape {
   bool bank_hard_negatives = true;  ///< ContAccum: BankConfig::hard_negative_bank
   bool bank_queries = true;         ///< ContAccum: BankConfig::query_bank
   bool score_cache = true;          ///< ContAccum: BankConfig::cache_scores
+  int64_t bank_element_bytes = 4;   ///< ContAccum: bytes per banked value, 2 for BankConfig::storage_dtype bf16/fp16
   bool recompute = false;  ///< activation recompute: the encoders' set_gradient_checkpointing(true)
 
   [[nodiscard]] bool banked() const {
@@ -134,6 +138,9 @@ struct StepMemoryShape {
     detail::require(micro_batches > 0, "StepMemoryShape.micro_batches must be positive, got ", micro_batches);
     detail::require(step_pairs >= 0, "StepMemoryShape.step_pairs must be >= 0, got ", step_pairs);
     detail::require(bank_capacity >= 0, "StepMemoryShape.bank_capacity must be >= 0, got ", bank_capacity);
+    detail::require(bank_element_bytes == 2 || bank_element_bytes == 4 || bank_element_bytes == 8,
+                    "StepMemoryShape.bank_element_bytes must be 2 (bf16/fp16), 4 (fp32) or 8 (fp64), got ",
+                    bank_element_bytes);
     detail::require(!banked() || bank_capacity > 0,
                     "StepMemoryShape.bank_capacity must be positive for ContAccum (the bank's N_memory)");
     detail::require(micro_batch_size > 0, "StepMemoryShape.micro_batch_size must be positive, got ", micro_batch_size);
@@ -343,6 +350,7 @@ inline int64_t forward_only(const std::vector<memory_segment>& segments, int64_t
 // ContAccum's dual bank at one loss unit: rows per ring, and what the bank adds to memory.
 struct bank_layout {
   int64_t queries = 0, positives = 0, hard_negatives = 0;  // capacity in rows
+  int64_t widened_row = 0;  // bytes of a banked row as the loss reads it, when stored narrower (else 0: a view)
   int64_t storage = 0;      // bytes of the three rings
   int64_t score_cache = 0;  // bytes of the query score cache's tables
   int64_t undo = 0;         // bytes one enqueue adds to the step's undo record
@@ -361,9 +369,12 @@ inline bank_layout bank_of(const StepMemoryShape& shape, int64_t row_bytes, int6
   b.queries = shape.bank_queries ? cap : 0;
   b.positives = cap;
   b.hard_negatives = shape.bank_hard_negatives && m > 0 ? cap * m : 0;
-  b.storage = (b.queries + b.positives + b.hard_negatives) * row_bytes;
+  // rows stored in bank_element_bytes per value; narrower rows are read back as copies of the embeddings' type
+  const int64_t stored_row = row_bytes / float_bytes * shape.bank_element_bytes;
+  b.widened_row = stored_row < row_bytes ? row_bytes : 0;
+  b.storage = (b.queries + b.positives + b.hard_negatives) * stored_row;
   // every push inside a step clones the rows it overwrites (kept until the step commits)
-  b.undo = ((b.queries > 0 ? 1 : 0) + 1 + (b.hard_negatives > 0 ? m : 0)) * per_unit * row_bytes;
+  b.undo = ((b.queries > 0 ? 1 : 0) + 1 + (b.hard_negatives > 0 ? m : 0)) * per_unit * stored_row;
   if (shape.score_cache && b.queries > 0) {
     // per banked query: a log-sum-exp per block of passages, per group of blocks, and its pair score
     const auto blocks = std::max<int64_t>(1, cap / per_unit);
@@ -376,12 +387,15 @@ inline bank_layout bank_of(const StepMemoryShape& shape, int64_t row_bytes, int6
 // The loss over `rows` pairs (their N (1 + m) passages) and the filled bank rows: the
 // query-passage scores, and the banked queries against the current passages. `recorded`:
 // a score-caching bank is handed the scores (detached), which keeps them until the
-// enqueue after the backward.
-inline memory_segment loss_segment(int64_t rows, int64_t m, const std::array<int64_t, 3>& bank, bool recorded) {
+// enqueue after the backward. `widened_row`: bytes of a banked row read back from a
+// narrower storage dtype (those copies are the loss's inputs, saved for its backward).
+inline memory_segment loss_segment(int64_t rows, int64_t m, const std::array<int64_t, 3>& bank, bool recorded,
+                                   int64_t widened_row = 0) {
   const int64_t passages = rows * (1 + m);
   const int64_t scores = (rows * (passages + bank[1] + bank[2]) + bank[0] * passages) * float_bytes;
-  return {.saved = (recorded ? 1 : 2) * scores, .held_to_end = recorded ? scores : 0, .forward_extra = scores,
-          .backward_extra = 2 * scores};
+  const int64_t widened = (bank[0] + bank[1] + bank[2]) * widened_row;
+  return {.saved = (recorded ? 1 : 2) * scores + widened, .held_to_end = recorded ? scores : 0,
+          .forward_extra = scores, .backward_extra = 2 * scores};
 }
 
 template <class Config, CostedAdapter A>
@@ -428,7 +442,8 @@ MemoryEstimate predict_step_memory_impl(const Config& c, const A& adapter, const
     for (int64_t j = 0; j < k; ++j) {
       if (shape.first_step && j == 1) held += bank.storage + bank.score_cache;  // allocated by the first enqueue
       auto segments = towers_of(n, true);
-      segments.push_back(loss_segment(n, m, bank.filled(j, per_unit, m, shape.first_step), recorded));
+      segments.push_back(
+          loss_segment(n, m, bank.filled(j, per_unit, m, shape.first_step), recorded, bank.widened_row));
       if (j > 0) accumulate_into_existing(segments);
       held = replay_unit(segments, held, r) + bank.undo;
     }
@@ -442,7 +457,7 @@ MemoryEstimate predict_step_memory_impl(const Config& c, const A& adapter, const
     held += leaves;
     const int64_t embeddings = total * (2 + m) * row_bytes;  // the concatenated q, p, h
     held += embeddings;
-    auto loss = loss_segment(total, m, bank.filled(0, per_unit, m, shape.first_step), recorded);
+    auto loss = loss_segment(total, m, bank.filled(0, per_unit, m, shape.first_step), recorded, bank.widened_row);
     loss.backward_extra += 2 * embeddings;  // the gradients of the concatenation, then of the leaves
     // the leaves' gradients and the bank's score record stay through the replay
     held = replay_unit(std::vector<memory_segment>{loss}, held, r) + embeddings + loss.held_to_end;

@@ -17,6 +17,7 @@
 /// \endcode
 
 #include <contaccum/detail/error.hpp>
+#include <contaccum/tokenizers/detail/json_float.hpp>
 #include <contaccum/tokenizers/detail/normalizers.hpp>
 #include <contaccum/tokenizers/detail/pipeline.hpp>
 #include <contaccum/tokenizers/detail/unicode.hpp>
@@ -80,7 +81,7 @@ private:
       contaccum::detail::require(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_number(), where,
                                  ": model.vocab[", id, "] must be [piece, score]");
       auto piece = e[0].get<std::string>();
-      const double score = e[1].get<double>();
+      const double score = detail::as_serde_json_reads(e[1].get<double>());  // as the tokenizers library reads it
       contaccum::detail::require(std::isfinite(score), where, ": model.vocab[", id, "] ('", piece,
                                  "') has a non-finite score");
       contaccum::detail::require(!piece.empty(), where, ": model.vocab[", id, "] is an empty piece");

@@ -24,7 +24,29 @@ struct CheckpointNameMap {
   std::map<std::string, std::string> to_source;  // our name -> checkpoint name
   std::vector<std::string> unexpected;           // body names the model has no parameter for
   std::vector<std::string> duplicated;           // two checkpoint names for one parameter
+
+  // Our tensor `name` comes from the checkpoint's `source`. When `ours` has no `name`, the
+  // source is unexpected if `in_body` (the config does not describe the checkpoint, e.g.
+  // more layers) and otherwise a head we do not have, left out.
+  void add(const std::string& name, const std::string& source, const std::map<std::string, torch::Tensor>& ours,
+           bool in_body) {
+    if (!ours.contains(name)) {
+      if (in_body) unexpected.push_back(source);
+      return;
+    }
+    auto [it, fresh] = to_source.emplace(name, source);
+    if (!fresh) duplicated.push_back(it->second + " and " + source);
+  }
 };
+
+// Whether any checkpoint name starts with `prefix` (a ...ForMaskedLM / ...ForCausalLM
+// checkpoint saves the body under one: "bert.", "gpt_neox.", "model.").
+[[nodiscard]] inline bool any_name_starts_with(const std::map<std::string, torch::Tensor>& tensors,
+                                               std::string_view prefix) {
+  for (const auto& entry : tensors)
+    if (entry.first.starts_with(prefix)) return true;
+  return false;
+}
 
 // "[a, b]" for a shape.
 [[nodiscard]] inline std::string shape_string(c10::IntArrayRef shape) {
