@@ -38,7 +38,7 @@ std::vector<torch::Tensor> gradients(Dual& model, S strategy, const PairBatch& b
   auto params = model->parameters();
   test::zero_grads(params);
   model->train();
-  detail::rng_state::seed_all(seed);
+  contaccum::detail::rng_state::seed_all(seed);
   InfoNCE<Cosine> loss{Cosine{0.05}};
   auto acc = strategy.accumulate(model, loss, batch,
                                  StepContext{.step = 0, .micro_batch_size = 4, .precision = precision});
