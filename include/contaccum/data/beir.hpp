@@ -145,11 +145,10 @@ inline std::filesystem::path beir_qrels_file(const std::filesystem::path& dir, c
 
 // A split of the folder from its corpus and *all* of its queries (both already read):
 // the split's qrels, checked against them, and the queries those qrels name.
-inline BeirDataset beir_split(const std::filesystem::path& dir, const std::string& split, std::vector<Passage> corpus,
+inline BeirDataset beir_split(const std::filesystem::path& qrels_file, std::vector<Passage> corpus,
                               const ReadStats& corpus_stats, const std::vector<Query>& all_queries,
                               const ReadStats& queries_stats, ReadOptions options) {
   BeirDataset d;
-  const auto qrels_file = beir_qrels_file(dir, split);
   d.corpus = std::move(corpus);
   d.corpus_stats = corpus_stats;
   d.queries_stats = queries_stats;
@@ -187,13 +186,7 @@ inline BeirDataset beir_split(const std::filesystem::path& dir, const std::strin
 /// // test.corpus, test.queries, test.qrels; test.qrels_stats.summary()
 /// \endcode
 [[nodiscard]] inline BeirDataset read_beir(const std::filesystem::path& dir, const std::string& split,
-                                           ReadOptions options = {}) {
-  (void)detail::beir_qrels_file(dir, split);  // a missing split fails before the corpus is parsed
-  ReadStats corpus_stats, queries_stats;
-  auto corpus = detail::unique_by_id(beir_corpus(dir / "corpus.jsonl", options), corpus_stats);
-  const auto queries = detail::unique_by_id(beir_queries(dir / "queries.jsonl", options), queries_stats);
-  return detail::beir_split(dir, split, std::move(corpus), corpus_stats, queries, queries_stats, options);
-}
+                                           ReadOptions options = {});
 
 /// \brief Reads several splits of one BEIR folder, parsing corpus.jsonl and queries.jsonl
 ///        once: element i equals `read_beir(dir, splits[i], options)` (each holds its own
@@ -206,7 +199,8 @@ inline BeirDataset beir_split(const std::filesystem::path& dir, const std::strin
 [[nodiscard]] inline std::vector<BeirDataset> read_beir_splits(const std::filesystem::path& dir,
                                                                const std::vector<std::string>& splits,
                                                                ReadOptions options = {}) {
-  for (const auto& split : splits) (void)detail::beir_qrels_file(dir, split);
+  std::vector<std::filesystem::path> qrels;
+  for (const auto& split : splits) qrels.push_back(detail::beir_qrels_file(dir, split));
   std::vector<BeirDataset> out;
   if (splits.empty()) return out;
   ReadStats corpus_stats, queries_stats;
@@ -215,10 +209,14 @@ inline BeirDataset beir_split(const std::filesystem::path& dir, const std::strin
   out.reserve(splits.size());
   for (std::size_t i = 0; i < splits.size(); ++i) {
     const bool last = i + 1 == splits.size();  // the last split takes the corpus, the others copy it
-    out.push_back(detail::beir_split(dir, splits[i], last ? std::move(corpus) : corpus, corpus_stats, queries,
+    out.push_back(detail::beir_split(qrels[i], last ? std::move(corpus) : corpus, corpus_stats, queries,
                                      queries_stats, options));
   }
   return out;
+}
+
+inline BeirDataset read_beir(const std::filesystem::path& dir, const std::string& split, ReadOptions options) {
+  return std::move(read_beir_splits(dir, {split}, options).front());
 }
 
 /// \brief Training examples of a BEIR split: each query with its documents of score > 0
